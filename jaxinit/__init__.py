@@ -1,0 +1,58 @@
+"""jaxinit: functional weight initializers for JAX and Flax.
+
+Every scheme is a factory returning an initializer
+``init(key, shape, dtype=None, out_sharding=None) -> jax.Array``, the protocol
+of ``jax.nn.initializers``: pass it as ``kernel_init=``/``bias_init=`` to Flax
+linen or nnx modules. ``zeros`` and ``ones`` are initializers themselves.
+"""
+
+from jaxinit.constant import constant, ones, zeros
+from jaxinit.core import Initializer
+from jaxinit.distributions import (
+    normal,
+    symmetric_uniform,
+    truncated_normal,
+    uniform,
+    uniform_range,
+)
+from jaxinit.fans import calculate_gain, compute_fans
+from jaxinit.variance_scaling import (
+    glorot_normal,
+    glorot_uniform,
+    he_normal,
+    he_uniform,
+    kaiming_normal,
+    kaiming_uniform,
+    lecun_normal,
+    lecun_uniform,
+    variance_scaling,
+    xavier_normal,
+    xavier_uniform,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Initializer",
+    "calculate_gain",
+    "compute_fans",
+    "constant",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "normal",
+    "ones",
+    "symmetric_uniform",
+    "truncated_normal",
+    "uniform",
+    "uniform_range",
+    "variance_scaling",
+    "xavier_normal",
+    "xavier_uniform",
+    "zeros",
+]

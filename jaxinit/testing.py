@@ -1,0 +1,196 @@
+"""Statistical assertions for initializers, usable on your own initializers too.
+
+Each assertion tests a distribution, not one number: its tolerance is derived
+from the sampling distribution of the statistic, and its message says what was
+expected and what came. Use fixed keys so a run is deterministic.
+
+* :func:`assert_variance` / :func:`assert_std`: sample variance against a
+  target, within ``num_sigmas`` standard errors. The standard error of the
+  sample variance of N i.i.d. draws is ``σ² · sqrt(2/(N-1) + κ/N)`` with κ the
+  excess kurtosis (0 for a normal, -1.2 for a uniform). With the default
+  5 standard errors a correct sampler fails with probability ≈ 5.7e-7.
+* :func:`assert_ks`: a Kolmogorov–Smirnov test against an exact CDF; fails
+  when the p-value is below ``min_p_value`` (default 1e-4, the false-failure
+  probability of a correct sampler).
+* :func:`assert_orthogonal`: ``QᵀQ = scale²·I`` (or ``QQᵀ`` for wide
+  matrices) per matrix, with a tolerance scaled to the dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+
+from jaxinit.core import AxisLike, compute_dtype, normalize_axes
+
+__all__ = [
+    "assert_ks",
+    "assert_orthogonal",
+    "assert_std",
+    "assert_variance",
+    "orthogonality_error",
+]
+
+#: Excess kurtosis of U(-a, a).
+UNIFORM_EXCESS_KURTOSIS = -1.2
+
+
+def _as_float64(x: object) -> np.ndarray:
+    arr = np.asarray(x)
+    if np.iscomplexobj(arr):
+        raise TypeError("expected real samples; pass x.real and x.imag separately.")
+    return arr.astype(np.float64).ravel()
+
+
+def assert_variance(
+    x: object,
+    expected: float,
+    *,
+    excess_kurtosis: float = 0.0,
+    num_sigmas: float = 5.0,
+    mean: float | None = None,
+    name: str = "samples",
+) -> None:
+    """Asserts the sample variance of ``x`` matches ``expected`` within ``num_sigmas`` s.e.
+
+    Args:
+      x: i.i.d. real samples (any shape).
+      expected: the target variance σ².
+      excess_kurtosis: κ of the target distribution (0 normal, -1.2 uniform).
+      num_sigmas: width of the band in standard errors.
+      mean: if given, also asserts the sample mean is within ``num_sigmas``
+        standard errors ``sqrt(σ²/N)`` of it.
+      name: what ``x`` is, for the message.
+    """
+    samples = _as_float64(x)
+    n = samples.size
+    if n < 2:
+        raise ValueError(f"assert_variance: need at least 2 samples of {name}, got {n}.")
+    variance = float(samples.var(ddof=1))
+    se = expected * math.sqrt(2.0 / (n - 1) + excess_kurtosis / n)
+    if not abs(variance - expected) <= num_sigmas * se:
+        raise AssertionError(
+            f"{name}: expected variance {expected:.6g} ± {num_sigmas * se:.3g} "
+            f"({num_sigmas} s.e., N={n}), got {variance:.6g} "
+            f"({(variance - expected) / se:+.1f} s.e.)."
+        )
+    if mean is not None:
+        sample_mean = float(samples.mean())
+        se_mean = math.sqrt(expected / n)
+        if not abs(sample_mean - mean) <= num_sigmas * se_mean:
+            raise AssertionError(
+                f"{name}: expected mean {mean:.6g} ± {num_sigmas * se_mean:.3g} "
+                f"({num_sigmas} s.e., N={n}), got {sample_mean:.6g}."
+            )
+
+
+def assert_std(x: object, expected: float, **kwargs: object) -> None:
+    """Asserts the sample std of ``x`` matches ``expected``; see :func:`assert_variance`."""
+    assert_variance(x, expected**2, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_ks(
+    x: object,
+    cdf: str | Callable[[np.ndarray], np.ndarray],
+    args: Sequence[float] = (),
+    *,
+    min_p_value: float = 1e-4,
+    name: str = "samples",
+) -> float:
+    """Asserts ``x`` is consistent with the distribution ``cdf`` by a one-sample KS test.
+
+    Args:
+      x: i.i.d. real samples.
+      cdf: a ``scipy.stats`` distribution name (``"norm"``, ``"uniform"``,
+        ``"truncnorm"``, ...) or a CDF callable.
+      args: the distribution's parameters, as ``scipy.stats`` takes them.
+      min_p_value: the test fails below this p-value (its false-failure rate).
+      name: what ``x`` is, for the message.
+
+    Returns:
+      The p-value.
+    """
+    samples = _as_float64(x)
+    result = scipy.stats.kstest(samples, cdf, args=tuple(args))
+    if not result.pvalue > min_p_value:
+        raise AssertionError(
+            f"{name}: expected a sample of {cdf}{tuple(args)}, but the KS test rejects it: "
+            f"D={result.statistic:.4g}, p={result.pvalue:.3g} <= {min_p_value:g} (N={samples.size})."
+        )
+    return float(result.pvalue)
+
+
+def _as_matrices(q: np.ndarray, column_axis: int, batch_axes: tuple[int, ...]) -> np.ndarray:
+    """Reshapes to ``(batch, rows, cols)``: rows are all axes but the batch and column ones."""
+    rest = [a for a in range(q.ndim) if a != column_axis and a not in batch_axes]
+    moved = np.transpose(q, (*batch_axes, *rest, column_axis))
+    batch = math.prod(q.shape[a] for a in batch_axes)
+    return moved.reshape(batch, -1, q.shape[column_axis])
+
+
+def orthogonality_error(
+    q: object, *, scale: float = 1.0, column_axis: int = -1, batch_axis: AxisLike = ()
+) -> float:
+    """Max over matrices of ``max|QᴴQ - scale²·I|`` (``QQᴴ`` for wide), in float64."""
+    arr = np.asarray(q)
+    if arr.ndim < 2:
+        raise ValueError(f"orthogonality_error: need rank >= 2, got shape {arr.shape}.")
+    col = normalize_axes("orthogonality_error", "column_axis", column_axis, arr.ndim)[0]
+    batch = normalize_axes("orthogonality_error", "batch_axis", batch_axis, arr.ndim)
+    wide = np.asarray(arr, np.complex128 if np.iscomplexobj(arr) else np.float64)
+    mats = _as_matrices(wide, col, batch)
+    if mats.shape[1] < mats.shape[2]:
+        mats = np.swapaxes(mats, 1, 2)
+    gram = np.conj(np.swapaxes(mats, 1, 2)) @ mats
+    eye = scale**2 * np.eye(mats.shape[2])
+    return float(np.max(np.abs(gram - eye))) if gram.size else 0.0
+
+
+def default_orthogonality_tolerance(dtype: object, n: int) -> float:
+    """Tolerance for ``max|QᵀQ - I|``: a final cast plus an O(√n·ε) float computation.
+
+    Rounding each entry to ``dtype`` moves a Gram entry by at most ≈ 2ε(dtype);
+    computing in ``compute_dtype(dtype)`` (float32 for 16-bit) adds a
+    backward-stable factorization's error, ≈ √n·ε in practice (Higham 2002, §19).
+    """
+    out = np.dtype(dtype)
+    out_eps = float(jnp.finfo(out).eps)
+    compute_eps = float(jnp.finfo(compute_dtype(out)).eps)
+    return 4 * out_eps + 16 * math.sqrt(max(n, 1)) * compute_eps
+
+
+def assert_orthogonal(
+    q: object,
+    *,
+    scale: float = 1.0,
+    column_axis: int = -1,
+    batch_axis: AxisLike = (),
+    atol: float | None = None,
+    name: str = "Q",
+) -> float:
+    """Asserts every matrix of ``q`` is (semi-)orthogonal times ``scale``.
+
+    The matrices are formed as in :func:`jaxinit.orthogonal`: ``column_axis``
+    holds the columns, ``batch_axis`` indexes independent matrices and all
+    other axes are flattened into rows. Tall (or square) matrices need
+    orthonormal columns, wide ones orthonormal rows. Complex: unitary.
+
+    Returns:
+      The largest deviation found.
+    """
+    arr = np.asarray(q)
+    err = orthogonality_error(arr, scale=scale, column_axis=column_axis, batch_axis=batch_axis)
+    if atol is None:
+        n = max(arr.shape) if arr.ndim else 1
+        atol = default_orthogonality_tolerance(arr.dtype, n) * max(scale**2, 1.0)
+    if not err <= atol:
+        raise AssertionError(
+            f"{name}: expected (semi-)orthogonal matrices with scale {scale} "
+            f"(max|QᵀQ - scale²I| <= {atol:.3g}), got max deviation {err:.3g} "
+            f"for shape {arr.shape}, dtype {arr.dtype}."
+        )
+    return err
