@@ -79,7 +79,11 @@ def _reflectors(x: Array, offset: Array | int) -> tuple[Array, Array, Array]:
     zero = jnp.zeros((), x.dtype)
     below = jnp.where(rows > diagonal, x, zero)
     alpha = jnp.sum(jnp.where(rows == diagonal, x, zero), axis=-2)
-    below_norm2 = jnp.sum(jnp.real(below * jnp.conj(below)), axis=-2)
+    # Column sums as a product with ones: XLA's CPU reductions sum in an order
+    # that depends on the batch size, a matrix product per slice does not, so
+    # sharded and unsharded results stay bit-identical.
+    squares = jnp.real(below * jnp.conj(below))
+    below_norm2 = _matmul(jnp.ones((1, length), squares.dtype), squares)[..., 0, :]
     norm = jnp.sqrt(jnp.real(alpha * jnp.conj(alpha)) + below_norm2)
     s = jnp.where(jnp.real(alpha) >= 0, 1.0, -1.0).astype(norm.dtype)
     # A zero vector (probability zero, but a float draw can be exactly 0) gets

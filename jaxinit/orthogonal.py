@@ -1,0 +1,281 @@
+"""Haar-distributed (semi-)orthogonal initializers, batched, blocked and shardable.
+
+:func:`orthogonal` forms matrices from a weight shape, asks a *sampler* for Haar
+matrices with orthonormal columns, and puts them back in place. A sampler is
+``sampler(key, batch_shape, n, m, dtype) -> Array`` of shape
+``(*batch_shape, n, m)`` with ``n >= m``: every ``n × m`` slice independent and
+distributed as the ``Q`` of the QR of an ``n × m`` Gaussian matrix with
+positive ``diag(R)``, computed in ``dtype`` (float32, float64, complex64 or
+complex128). :data:`SAMPLERS` maps each ``method`` name to its sampler.
+
+Batched LAPACK calls on CPU (jaxlib 0.10) can deadlock when several of them
+run in one program, so no sampler here issues one: ``"qr"`` maps unbatched QRs
+over the slices, ``"householder"`` calls no LAPACK routine at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Callable
+from typing import TypeAlias
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxinit.core import (
+    Array,
+    AxisLike,
+    DTypeLike,
+    Initializer,
+    OutSharding,
+    Shape,
+    check_choice,
+    check_disjoint,
+    check_key,
+    check_real_scalar,
+    check_shape,
+    compute_dtype,
+    empty,
+    normalize_axes,
+    resolve_dtype,
+)
+from jaxinit.householder import householder_sampler
+
+__all__ = ["SAMPLERS", "Sampler", "auto_method", "orthogonal", "qr_sampler"]
+
+Sampler: TypeAlias = Callable[[Array, tuple[int, ...], int, int, np.dtype], Array]
+
+
+def _sign_corrected_qr(z: Array) -> Array:
+    q, r = jnp.linalg.qr(z)
+    # Mezzadri's correction: scale column k by the sign (phase) of R_kk, so
+    # that Q is the factor of the QR with positive diagonal, which is Haar.
+    return q * jnp.expand_dims(jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1)), -2)
+
+
+def qr_sampler(key: Array, batch_shape: tuple[int, ...], n: int, m: int,
+               dtype: np.dtype) -> Array:
+    """QR of a Gaussian ``(*batch_shape, n, m)`` matrix with the sign correction.
+
+    Unbatched, this is the computation of ``jax.random.orthogonal`` (same bits).
+    Batched, it maps unbatched QRs over the slices (values as a batched QR of
+    the same Gaussian draw) rather than issuing one batched LAPACK QR.
+    """
+    z = jax.random.normal(key, (*batch_shape, n, m), dtype)
+    if not batch_shape:
+        return _sign_corrected_qr(z)
+    q = jax.lax.map(_sign_corrected_qr, z.reshape(-1, n, m))
+    return q.reshape(*batch_shape, n, m)
+
+
+#: Method name -> sampler. Every entry is exact (Haar); one line adds a method.
+SAMPLERS: dict[str, Sampler] = {
+    "qr": qr_sampler,
+    "householder": householder_sampler,
+}
+
+#: Below this many columns (the smaller side), a single unbatched matrix is
+#: sampled faster by LAPACK's QR than by the blocked Householder accumulation
+#: on CPU (measured: benchmarks/orthogonal.py).
+CPU_QR_MAX_COLUMNS = 64
+
+
+def auto_method(batch_size: int, n: int, m: int, backend: str | None = None) -> str:
+    """The method ``method="auto"`` picks for ``batch_size`` matrices ``n × m`` (n >= m).
+
+    ``"householder"`` everywhere except a single small matrix on CPU
+    (``m < CPU_QR_MAX_COLUMNS``), where one LAPACK QR call is cheaper.
+    """
+    backend = backend or jax.default_backend()
+    if backend == "cpu" and batch_size == 1 and m < CPU_QR_MAX_COLUMNS:
+        return "qr"
+    del n
+    return "householder"
+
+
+def _named_sharding(name: str, out_sharding: NamedSharding | PartitionSpec) -> NamedSharding:
+    if isinstance(out_sharding, NamedSharding):
+        return out_sharding
+    mesh = jax.sharding.get_mesh()  # the concrete mesh of jax.set_mesh, if any
+    if mesh.empty:
+        raise ValueError(f"{name}: out_sharding={out_sharding!r} is a PartitionSpec but no mesh "
+                         "is set; use jax.set_mesh(mesh) or pass a NamedSharding.")
+    return NamedSharding(mesh, out_sharding)
+
+
+def _constrain(x: Array, sharding: NamedSharding, entries: tuple[object, ...]) -> Array:
+    """Sharding constraint by spec entries, on ``sharding``'s mesh (Auto axes).
+
+    Under ``auto_axes`` (meshes with Explicit axes) the context mesh is used.
+    """
+    spec = PartitionSpec(*entries)
+    if sharding.mesh.explicit_axes:
+        return jax.lax.with_sharding_constraint(x, spec)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(sharding.mesh, spec))
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("dims", "column_axis", "batch_axes", "num_blocks", "method", "dtype",
+                     "sharding"),
+)
+def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column_axis: int,
+                      batch_axes: tuple[int, ...], num_blocks: int, method: str,
+                      dtype: np.dtype, sharding: NamedSharding | None) -> Array:
+    row_axes = tuple(a for a in range(len(dims)) if a != column_axis and a not in batch_axes)
+    batch_dims = tuple(dims[a] for a in batch_axes)
+    row_dims = tuple(dims[a] for a in row_axes)
+    rows, cols = math.prod(row_dims), dims[column_axis] // num_blocks
+    # With blocks, the block index is one more batch axis (kept out otherwise,
+    # so that a plain matrix is drawn exactly as JAX draws it).
+    batch_shape = batch_dims + ((num_blocks,) if num_blocks > 1 else ())
+    cdt = compute_dtype(dtype)
+    tall, short = max(rows, cols), min(rows, cols)
+    if method == "auto":
+        method = auto_method(math.prod(batch_shape), tall, short)
+    q = SAMPLERS[method](key, batch_shape, tall, short, cdt)
+    if rows < cols:
+        q = jnp.swapaxes(q, -1, -2)  # a wide matrix: orthonormal rows
+    if sharding is not None:
+        # Shard the samples along the batch axes as the output will be: the
+        # partitioner then gives each device only its own slices to compute.
+        entries = tuple(sharding.spec) + (None,) * (len(dims) - len(sharding.spec))
+        inner = tuple(entries[a] for a in batch_axes) + (None,) * (q.ndim - len(batch_axes))
+        q = _constrain(q, sharding, inner)
+    if num_blocks > 1:
+        q = jnp.moveaxis(q, -3, -2)  # (*batch, rows, block, cols)
+    q = q.reshape(*batch_dims, *row_dims, dims[column_axis])
+    q = jnp.transpose(q, np.argsort((*batch_axes, *row_axes, column_axis)))
+    q = (jnp.asarray(scale, cdt) * q).astype(dtype)
+    if sharding is not None:
+        q = _constrain(q, sharding, tuple(sharding.spec))
+    return q
+
+
+def _orthogonal_sharded(key: Array, scale: Array, sharding: NamedSharding,
+                        **static: object) -> Array:
+    build = functools.partial(_orthogonal_array, sharding=sharding, **static)
+    if sharding.mesh.explicit_axes:
+        build = jax.sharding.auto_axes(build, out_sharding=sharding,
+                                       axes=sharding.mesh.explicit_axes)
+    return build(key, scale)
+
+
+def orthogonal(
+    scale: float = 1.0,
+    column_axis: int = -1,
+    dtype: DTypeLike | None = None,
+    *,
+    batch_axis: AxisLike = (),
+    method: str = "auto",
+    num_blocks: int | None = None,
+) -> Initializer:
+    r"""Builds an initializer of Haar-distributed (semi-)orthogonal matrices times ``scale``.
+
+    The weight is read as matrices ``W`` of shape ``rows × cols``: ``column_axis``
+    holds the columns, every other axis except ``batch_axis`` is flattened into
+    the rows (a conv kernel ``(kh, kw, c_in, c_out)`` is ``kh·kw·c_in × c_out``).
+    Square and tall matrices get orthonormal columns, ``WᵀW = scale²·I``; wide
+    ones orthonormal rows, ``WWᵀ = scale²·I`` (the transpose of a tall draw).
+    ``W`` is distributed as ``scale·Q`` with ``Q`` Haar on the orthogonal group
+    (unitary for complex dtypes), or its first columns: the ``Q`` of the QR of
+    a Gaussian matrix after Mezzadri's correction (columns multiplied by the
+    sign, or phase, of ``diag(R)``); orthogonal initialization after Saxe et
+    al. 2014, "Exact solutions to the nonlinear dynamics of learning in deep
+    linear neural networks"; Mezzadri 2007, Notices AMS 54(5).
+
+    * ``batch_axis``: every slice along these axes is an independent matrix
+      (a stack of recurrent kernels ``(layers, h, h)``).
+    * ``num_blocks=k``: the column axis is cut into ``k`` equal contiguous
+      blocks, each an independent orthogonal matrix: fused gate kernels. Flax
+      ``nnx.OptimizedLSTMCell`` holds its recurrent kernel as one ``(h, 4h)``
+      array with gates ``i, f, g, o`` in that column order (``num_blocks=4``)
+      and ``nnx.GRUCell`` one ``(h, 3h)`` array with ``r, z, n``
+      (``num_blocks=3``); ``nnx.LSTMCell`` and all linen cells (``LSTMCell``,
+      ``OptimizedLSTMCell``, ``GRUCell``) keep one ``(h, h)`` kernel per gate,
+      each initialized separately, which needs no ``num_blocks``.
+
+    Methods (all exact, all Haar):
+
+    * ``"qr"``: QR of a Gaussian matrix; for every shape and float32/float64/
+      complex dtype that ``jax.nn.initializers.orthogonal(scale, column_axis)``
+      accepts, the same bits for the same key. Slices of a batch are mapped
+      one QR at a time (one batched LAPACK QR could deadlock with others).
+    * ``"householder"``: draws the Householder reflectors of a Gaussian matrix
+      directly and only accumulates them, in compact-WY blocks, so almost all
+      work is large matrix products (:mod:`jaxinit.householder`): several
+      times faster than ``"qr"`` for large or batched matrices, and no LAPACK.
+    * ``"auto"`` (default): :func:`auto_method`: ``"qr"`` for one matrix with
+      fewer than 64 columns (its smaller side) on CPU, else ``"householder"``.
+
+    16-bit dtypes are computed in float32 and cast once. With ``out_sharding``
+    the result is sharded as asked with the values of the unsharded call; with
+    ``"householder"`` a sharding along ``batch_axis`` splits the work, each
+    device computing only its own slices.
+
+    Args:
+      scale: multiplies the matrices.
+      column_axis: the axis holding the columns.
+      dtype: the initializer's default dtype.
+      batch_axis: axis or axes indexing independent matrices.
+      method: ``"auto"`` or a key of :data:`SAMPLERS`.
+      num_blocks: split the column axis into this many independent blocks.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxinit
+      >>> init = jaxinit.orthogonal(batch_axis=0)
+      >>> w = init(jax.random.key(0), (4, 256, 256))
+      >>> bool(jnp.allclose(w[2].T @ w[2], jnp.eye(256), atol=1e-5))
+      True
+    """
+    name = "jaxinit.orthogonal"
+    scale = check_real_scalar(name, "scale", scale)
+    if isinstance(column_axis, bool) or not isinstance(column_axis, numbers.Integral):
+        raise TypeError(f"{name}: column_axis={column_axis!r} must be an int.")
+    normalize_axes(name, "batch_axis", batch_axis, 1 << 30)  # types only; ranges at call time
+    check_choice(name, "method", method, ("auto", *SAMPLERS))
+    if num_blocks is not None and (isinstance(num_blocks, bool)
+                                   or not isinstance(num_blocks, numbers.Integral)):
+        raise TypeError(f"{name}: num_blocks={num_blocks!r} must be None or a positive int.")
+    if num_blocks is not None and num_blocks < 1:
+        raise ValueError(f"{name}: num_blocks={num_blocks!r} must be None or a positive int.")
+    if dtype is not None:
+        resolve_dtype(name, dtype)
+    default_dtype = dtype
+
+    def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
+             out_sharding: OutSharding = None) -> Array:
+        check_key(name, key)
+        dims = check_shape(name, shape, min_rank=2)
+        out_dtype = resolve_dtype(name, dtype)
+        col = normalize_axes(name, "column_axis", column_axis, len(dims))[0]
+        batch = tuple(sorted(normalize_axes(name, "batch_axis", batch_axis, len(dims))))
+        check_disjoint(name, column_axis=(col,), batch_axis=batch)
+        if len(dims) - len(batch) < 2:
+            raise ValueError(
+                f"{name}: batch_axis={batch_axis!r} leaves no row axis in shape={dims}; "
+                "accepted: at most rank - 2 batch axes."
+            )
+        blocks = num_blocks or 1
+        if dims[col] % blocks:
+            raise ValueError(
+                f"{name}: num_blocks={num_blocks} does not divide the column axis "
+                f"(size {dims[col]}) of shape={dims}."
+            )
+        if out_sharding is not None and not isinstance(out_sharding,
+                                                       NamedSharding | PartitionSpec):
+            raise TypeError(f"{name}: out_sharding={out_sharding!r} must be a NamedSharding, "
+                            "a PartitionSpec or None.")
+        if 0 in dims:
+            return empty(dims, out_dtype, out_sharding)
+        static = dict(dims=dims, column_axis=col, batch_axes=batch, num_blocks=blocks,
+                      method=method, dtype=out_dtype)
+        if out_sharding is None:
+            return _orthogonal_array(key, scale, sharding=None, **static)
+        return _orthogonal_sharded(key, scale, _named_sharding(name, out_sharding), **static)
+
+    return init
