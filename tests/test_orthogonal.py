@@ -16,15 +16,14 @@ KEY = jax.random.key(7)
 METHODS = ["qr", "householder"]  # "auto" picks one of them (test_auto_rule)
 
 # (shape, factory kwargs, batch_axis for the check, column_axis for the check)
+# (Square and tall stacks also in the Haar tests, gate blocks below.)
 LAYOUTS = [
     ("square", (40, 40), {}),
-    ("tall", (48, 16), {}),
-    ("wide", (16, 48), {}),
-    ("conv", (3, 3, 8, 16), {}),
-    ("column_axis_0", (20, 3, 5), {"column_axis": 0}),
-    ("stacked", (3, 24, 24), {"batch_axis": 0}),
+    ("conv_tall", (3, 3, 8, 16), {}),
+    ("column_axis_0_wide", (20, 3, 5), {"column_axis": 0}),
     ("stacked_middle_wide", (10, 2, 30), {"batch_axis": 1}),
 ]
+STACK = (2, 64, 64)  # shared by several tests, so that they share compilations
 
 
 def _check(w, scale=1.0, **kwargs):
@@ -57,8 +56,9 @@ def test_auto_method_float16_and_default_dtype():
 
 @pytest.mark.parametrize("method", ["qr", "householder"])
 def test_orthogonal_float64_and_complex128(method):
+    # (complex128 for qr: its float64 bits equal JAX's, see the identity tests.)
     with jax.enable_x64(True):
-        for dtype in (jnp.float64, jnp.complex128):
+        for dtype in (jnp.float64, jnp.complex128)[: 1 if method == "qr" else 2]:
             w = orthogonal(method=method, batch_axis=0)(KEY, (2, 40, 30), dtype)
             assert w.dtype == dtype
             # float64 accumulation: far below the float32 tolerance.
@@ -71,9 +71,7 @@ def test_num_blocks_gives_independent_orthogonal_blocks(method):
     w = orthogonal(method=method, num_blocks=4)(KEY, (h, 4 * h))
     blocks = np.asarray(w).reshape(h, 4, h)  # gates i, f, g, o in column order
     assert_orthogonal(blocks, batch_axis=1)
-    # Wide blocks, blocks on a conv kernel and with a batch axis.
-    _check(orthogonal(method=method, num_blocks=2)(KEY, (6, 20)).reshape(6, 2, 10),
-           batch_axis=1)
+    # Wide blocks with a batch axis.
     w = orthogonal(method=method, num_blocks=3, batch_axis=0)(KEY, (2, 9, 12))
     _check(np.asarray(w).reshape(2, 9, 3, 4), batch_axis=(0, 2))
 
@@ -86,15 +84,15 @@ def _max_abs_correlation(a, b):
 
 @pytest.mark.parametrize("method", ["qr", "householder"])
 def test_slices_and_blocks_are_independent(method):
-    w = orthogonal(method=method, batch_axis=0)(KEY, (2, 64, 64))
+    w = orthogonal(method=method, batch_axis=0)(KEY, STACK)
     corr, count = _max_abs_correlation(w[0], w[1])
     # Entries of independent matrices: the sample correlation has s.e. 1/sqrt(N);
     # 5 s.e. is exceeded by chance with probability 5.7e-7.
     assert not np.array_equal(w[0], w[1])
     assert corr < 5 / np.sqrt(count)
-    w = orthogonal(method=method, num_blocks=2)(KEY, (64, 128))
-    corr, count = _max_abs_correlation(w[:, :64], w[:, 64:])
-    assert not np.array_equal(w[:, :64], w[:, 64:])
+    w = orthogonal(method=method, num_blocks=4)(KEY, (24, 96))
+    corr, count = _max_abs_correlation(w[:, :24], w[:, 24:48])
+    assert not np.array_equal(w[:, :24], w[:, 24:48])
     assert corr < 5 / np.sqrt(count)
 
 
@@ -143,14 +141,13 @@ def test_householder_haar_with_many_blocks():
 
 @pytest.mark.parametrize("method", ["qr", "householder"])
 def test_eager_equals_jit(method):
-    init = orthogonal(method=method, batch_axis=0, num_blocks=2)
-    eager = init(KEY, (3, 16, 32))
-    jitted = jax.jit(init, static_argnums=1)(KEY, (3, 16, 32))
+    init = orthogonal(method=method, batch_axis=0)
+    eager = init(KEY, STACK)
+    jitted = jax.jit(init, static_argnums=1)(KEY, STACK)
     np.testing.assert_array_equal(eager, jitted)
 
 
-JAX_SHAPES = [((10, 4), -1), ((4, 10), -1), ((3, 3, 8, 16), -1), ((6, 20), 0),
-              ((3, 4, 5), 1), ((1, 9), -1)]
+JAX_SHAPES = [((10, 4), -1), ((4, 10), -1), ((3, 3, 8, 16), -1), ((3, 4, 5), 1)]
 
 
 @pytest.mark.parametrize("shape,column_axis", JAX_SHAPES)
@@ -186,7 +183,7 @@ def test_qr_batched_matches_jax_random_orthogonal():
 def test_several_batched_initializers_in_one_jit_do_not_deadlock():
     # Batched LAPACK calls in one program can hang on CPU with jaxlib 0.10;
     # neither method issues one, so this must finish (the timeout catches a hang).
-    inits = [orthogonal(method=m, batch_axis=0) for m in ("qr", "householder", "auto")] * 3
+    inits = [orthogonal(method=m, batch_axis=0) for m in ("qr", "householder")] * 2
 
     @jax.jit
     def init_all(key):
@@ -198,8 +195,9 @@ def test_several_batched_initializers_in_one_jit_do_not_deadlock():
             assert w.shape == (32, 64, 64)
 
 
-@pytest.mark.parametrize("method", ["householder", "qr"])
-@pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto])
+@pytest.mark.parametrize("method,axis_type", [("householder", AxisType.Explicit),
+                                              ("householder", AxisType.Auto),
+                                              ("qr", AxisType.Explicit)])
 def test_sharded_equals_unsharded(method, axis_type):
     mesh = jax.make_mesh((8,), ("x",), axis_types=(axis_type,))
     sharding = NamedSharding(mesh, P("x"))
@@ -209,9 +207,10 @@ def test_sharded_equals_unsharded(method, axis_type):
     sharded = init(KEY, shape, out_sharding=sharding)
     assert sharded.sharding.is_equivalent_to(sharding, len(shape))
     np.testing.assert_array_equal(sharded, unsharded)
-    with jax.set_mesh(mesh):
-        by_spec = init(KEY, shape, out_sharding=P("x"))
-    np.testing.assert_array_equal(by_spec, unsharded)
+    if axis_type == AxisType.Explicit:
+        with jax.set_mesh(mesh):
+            by_spec = init(KEY, shape, out_sharding=P("x"))
+        np.testing.assert_array_equal(by_spec, unsharded)
 
 
 def test_householder_sharded_along_batch_splits_the_work():
@@ -225,6 +224,13 @@ def test_householder_sharded_along_batch_splits_the_work():
     # Every device's program works on 16/8 = 2 slices: no array of all 16.
     assert re.search(r"f32\[2,40,24\]", hlo)
     assert not re.search(r"\[16,40,24\]|\[40,16,24\]", hlo)
+
+
+def test_householder_slices_do_not_depend_on_the_batch_size():
+    # The first slices of a bigger batch are the same bits: per-slice arithmetic
+    # (matrix products, no batch-dependent reductions), which sharding relies on.
+    init = orthogonal(method="householder", batch_axis=0)
+    np.testing.assert_array_equal(init(KEY, (16, 40, 24))[:2], init(KEY, (2, 40, 24)))
 
 
 def test_zero_size_shapes():
