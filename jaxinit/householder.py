@@ -130,8 +130,8 @@ def _stage_plan(n: int, m: int, b: int, max_stages: int) -> list[tuple[int, int]
     full = m // b
     def cost(first: int, end: int) -> int:
         return (end - first) * (n - first * b) * (m - first * b)
-    best = {0: (0, [])}  # blocks covered -> (cost, stages)
-    plans: list[dict[int, tuple[int, list[tuple[int, int]]]]] = [best]
+    # plans[s][covered] = (cost, stages): the cheapest s-stage cover of the first blocks.
+    plans: list[dict[int, tuple[int, list[tuple[int, int]]]]] = [{0: (0, [])}]
     for _ in range(max_stages):
         nxt: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         for covered, (c, stages) in plans[-1].items():

@@ -149,7 +149,7 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
     if num_blocks > 1:
         q = jnp.moveaxis(q, -3, -2)  # (*batch, rows, block, cols)
     q = q.reshape(*batch_dims, *row_dims, dims[column_axis])
-    q = jnp.transpose(q, np.argsort((*batch_axes, *row_axes, column_axis)))
+    q = jnp.transpose(q, tuple(int(a) for a in np.argsort((*batch_axes, *row_axes, column_axis))))
     q = (jnp.asarray(scale, cdt) * q).astype(dtype)
     if sharding is not None:
         q = _constrain(q, sharding, tuple(sharding.spec))

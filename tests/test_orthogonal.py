@@ -188,7 +188,7 @@ def test_several_batched_initializers_in_one_jit_do_not_deadlock():
     @jax.jit
     def init_all(key):
         keys = jax.random.split(key, len(inits))
-        return [init(k, (32, 64, 64)) for init, k in zip(inits, keys)]
+        return [init(k, (32, 64, 64)) for init, k in zip(inits, keys, strict=True)]
 
     for step in range(5):
         for w in init_all(jax.random.key(step)):
