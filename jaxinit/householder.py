@@ -165,9 +165,6 @@ def householder_sampler(
     dtype = np.dtype(dtype)
     b = min(block_size or default_block_size(n, m), m)
     batch_zeros = (0,) * len(batch_shape)
-    # Column k's reflector is drawn as z[k:, k]: the lower trapezoid of one
-    # Gaussian matrix, so the result does not depend on the blocking.
-    z = jax.random.normal(key, (*batch_shape, n, m), dtype)
     q = jnp.zeros((*batch_shape, n, m), dtype)
     for first, end in reversed(_stage_plan(n, m, b, MAX_STAGES)):
         k_lo = first * b
@@ -175,9 +172,13 @@ def householder_sampler(
 
         def apply_block(step: Array | int, c: Array, end: int = end, k_lo: int = k_lo,
                         width: int = width) -> Array:
-            offset = (end - 1 - step) * b - k_lo
-            x = jax.lax.dynamic_slice(
-                z, (*batch_zeros, k_lo, k_lo + offset), (*batch_shape, n - k_lo, width))
+            block = end - 1 - step
+            offset = block * b - k_lo
+            # Block j's reflectors are drawn as the lower trapezoid of a fresh
+            # Gaussian (n, b) panel: column k uses rows k: only. The full-height
+            # draw keeps the values independent of the stage plan.
+            x = jax.random.normal(jax.random.fold_in(key, block), (*batch_shape, n, width),
+                                  dtype)[..., k_lo:, :]
             v, tau, sign = _reflectors(x, offset)
             t = _wy_factor(v, tau)
             # The block's own columns, still untouched (zero), become diag(sign)·e_k.
