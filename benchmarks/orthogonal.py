@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -129,12 +130,12 @@ def main() -> None:
         rows: list[tuple[str, float, float | None]] = []
         for method in args.methods:
             init = orthogonal(method=method, **kwargs)  # type: ignore[arg-type]
-            run, compile_s = compiled(lambda k, init=init: init(k, shape), key)
+            run, compile_s = compiled(lambda k, init=init, shape=shape: init(k, shape), key)
             rows.append((method, median_time(run, args.repeats), compile_s))
         for b in args.block_sizes:
             batch, n, m = mats
-            fn = lambda k, b=b: householder_sampler(k, (batch,), n, m, np.dtype(np.float32),  # noqa: E731
-                                                    block_size=b)
+            fn = functools.partial(householder_sampler, batch_shape=(batch,), n=n, m=m,
+                                   dtype=np.dtype(np.float32), block_size=b)
             run, compile_s = compiled(fn, key)
             rows.append((f"householder b={b}", median_time(run, args.repeats), compile_s))
         floor = floor_time(shape, mats, args.repeats)
@@ -158,7 +159,7 @@ def main() -> None:
                 key=lambda c: CASES[c][2][1], default=None):
             init = orthogonal(**kwargs)  # type: ignore[arg-type]
             print(f"{name:>8} peak memory of the default method: "
-                  f"{peak_ratio(lambda k, init=init: init(k, shape), shape):.2f} x output")
+                  f"{peak_ratio(functools.partial(init, shape=shape), shape):.2f} x output")
 
 
 if __name__ == "__main__":

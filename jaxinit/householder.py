@@ -7,6 +7,9 @@ do not depend on the columns to their right, so that sub-column is again a
 fresh standard Gaussian vector of length ``n - k``, independent of everything
 before it. The reflectors can therefore be drawn directly, one Gaussian vector
 each, and the factorization itself skipped: only ``Q = H₁H₂…H_m`` is formed.
+Here block ``j`` of ``b`` reflectors takes its vectors from the lower trapezoid
+of a fresh ``n × b`` Gaussian panel (key ``fold_in(key, j)``), drawn inside its
+loop step so that no ``n × m`` Gaussian matrix is held in memory.
 Multiplying column ``k`` by the sign (the phase, for complex) of ``R``'s
 diagonal entry ``β_k`` gives the ``Q`` of the QR with positive ``diag(R)``,
 which is exactly Haar distributed (Mezzadri 2007, "How to generate random

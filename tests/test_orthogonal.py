@@ -241,8 +241,9 @@ def test_zero_size_shapes():
 
 def test_auto_rule():
     assert auto_method(1, 32, 32, "cpu") == "qr"
+    assert auto_method(8, 1000, 64, "cpu") == "qr"
     assert auto_method(1, 1024, 1024, "cpu") == "householder"
-    assert auto_method(8, 32, 32, "cpu") == "householder"
+    assert auto_method(9, 32, 32, "cpu") == "householder"
     assert auto_method(1, 32, 32, "gpu") == "householder"
     assert set(SAMPLERS) >= {"qr", "householder"}
     assert qr_sampler(KEY, (), 4, 3, np.dtype(np.float32)).shape == (4, 3)
