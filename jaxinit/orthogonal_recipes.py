@@ -408,6 +408,12 @@ def _polar_by_svd(z: Array) -> Array:
     return _matmul(u, vh)
 
 
+def _polar(z: Array, accept: float, extra_steps: int) -> Array:
+    x, g, _ = _polar_iteration(z, accept, extra_steps)
+    failed = ~(_gram_error(g) <= accept)
+    return _replace_failed(failed, x, lambda: _per_matrix(_polar_by_svd, z))
+
+
 def polar_sampler(
     key: Array, batch_shape: tuple[int, ...], n: int, m: int, dtype: DTypeLike
 ) -> Array:
@@ -442,7 +448,4 @@ def polar_sampler(
     """
     dt = np.dtype(dtype)
     accept = _accept_tolerance(dt, n)
-    z = _gaussian(key, batch_shape, n, m, dt)
-    x, g, _ = _polar_iteration(z, accept, extra_steps=12)
-    failed = ~(_gram_error(g) <= accept)
-    return _replace_failed(failed, x, lambda: _per_matrix(_polar_by_svd, z))
+    return _polar(_gaussian(key, batch_shape, n, m, dt), accept, extra_steps=12)
