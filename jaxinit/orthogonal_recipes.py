@@ -21,12 +21,15 @@ rounding, the same matrices as ``jax.random.orthogonal`` for the same key.
 * :func:`polar_sampler` -- the polar factor by a scaled Newton--Schulz
   iteration; matmuls only.
 
-Orthogonality: every sampler returns matrices with
+Orthogonality: ``cholesky_qr2_sampler`` and ``polar_sampler`` guarantee
 ``max|QᴴQ - I| <= 8·sqrt(n)·eps(dtype)``, half the main term of
-``jaxinit.testing.default_orthogonality_tolerance``: the iterative samplers
-measure it and, where a matrix misses it, recompute that matrix by a
-Householder QR (Cholesky/polar: the same matrix, up to rounding, so the law is
-unchanged).
+``jaxinit.testing.default_orthogonality_tolerance``: they measure it and,
+where a matrix misses it, recompute that matrix by a Householder QR or an SVD
+(the same matrix up to rounding, so the law is unchanged).
+``gram_schmidt_sampler`` (with reorthogonalization) and ``svd_sampler``
+(LAPACK's SVD) are backward stable and meet the same bound in practice
+(measured float32 square: Gram--Schmidt 3.9e-7 at n = 1024 and 3.8e-7 at
+n = 2048; SVD 2.5e-6 at n = 1024).
 
 CPU note: with jaxlib 0.10, several batched LAPACK calls (QR, SVD, Cholesky,
 triangular solve) in one jitted program can deadlock on the CPU thread pool.
@@ -88,6 +91,11 @@ def _accept_tolerance(dtype: np.dtype, n: int) -> float:
 
 
 def _gaussian(key: Array, batch_shape: tuple[int, ...], n: int, m: int, dtype: np.dtype) -> Array:
+    if not n >= m >= 1:
+        raise ValueError(
+            f"orthogonal sampler: (n, m)=({n}, {m}); accepted: n >= m >= 1 (the caller "
+            "transposes wide matrices and handles empty ones)."
+        )
     # Same draw as jax.random.orthogonal(key, n, batch_shape, dtype, m) for n >= m.
     return jax.random.normal(key, (*batch_shape, n, m), dtype)
 
@@ -306,7 +314,8 @@ def cholesky_qr2_sampler(
     ``G + sI`` with ``s = δ·‖G‖`` (see ``_cholesky_shift_factor``), which
     cannot break down and reduces ``κ(Q)²`` to about ``1 + δ·κ(Q)²``; then
     plain passes (CholeskyQR2) make it orthogonal to working precision.
-    Typical count: 3 passes in float64 (shifted CholeskyQR3), 3--5 in float32.
+    Measured pass counts (square Gaussians): float64 n = 512 and 1024: 2;
+    float32 n = 512: 3--4, n = 1024: 3--4.
 
     Guarantee: ``max|QᴴQ - I| <= 8·sqrt(n)·eps`` for every returned matrix. It
     is measured after the passes (at most 10); a matrix that misses it (a

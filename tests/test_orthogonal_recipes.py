@@ -212,3 +212,9 @@ def test_several_batched_samplers_in_one_jit_do_not_hang():
     for seed in range(3):
         for q in init_all(jax.random.key(seed)):
             assert_orthogonal(q, batch_axis=0)
+
+
+def test_wide_or_empty_request_is_refused():
+    for n, m in [(3, 5), (0, 0)]:
+        with pytest.raises(ValueError, match=r"n >= m >= 1"):
+            polar_sampler(jax.random.key(0), (), n, m, jnp.float32)
