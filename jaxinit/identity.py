@@ -45,6 +45,7 @@ from jaxinit.core import (
 __all__ = ["delta_orthogonal", "dirac", "eye", "identity"]
 
 _CONV_RANKS = (3, 4, 5)
+_ANY_RANK = 1 << 30
 
 
 def _iota(shape: tuple[int, ...], axis: int, out_sharding: OutSharding) -> Array:
@@ -96,6 +97,8 @@ def identity(
     """
     name = "jaxinit.identity"
     scale = check_real_scalar(name, "scale", scale)
+    # Types and repeats are checked now; the range once the rank is known.
+    normalize_axes(name, "batch_axis", batch_axis, _ANY_RANK)
     if not isinstance(batch_axis, int):
         batch_axis = tuple(batch_axis)
     resolve_dtype(name, dtype)

@@ -69,6 +69,10 @@ def test_identity_errors_name_the_argument():
         identity()(KEY, (3,))
     with pytest.raises(ValueError, match=r"jaxinit\.identity.*batch_axis"):
         identity(batch_axis=3)(KEY, (2, 3, 3))
+    with pytest.raises(TypeError, match=r"jaxinit\.identity.*batch_axis"):
+        identity(batch_axis="0")
+    with pytest.raises(ValueError, match=r"jaxinit\.identity.*batch_axis"):
+        identity(batch_axis=(0, 0))
     with pytest.raises(ValueError, match=r"jaxinit\.identity.*scale"):
         identity(float("nan"))
     with pytest.raises(TypeError, match=r"jaxinit\.identity.*dtype"):
