@@ -1,0 +1,506 @@
+"""Per-layer signal-propagation statistics of a Flax model at initialization.
+
+:func:`layer_statistics` runs a linen or nnx model on a batch and returns one
+:class:`LayerStats` record per *kernel layer* (every module call whose module
+owns a ``kernel`` parameter: Dense/Linear, Conv, DenseGeneral, ...), in call
+order. Definitions used throughout:
+
+* **pre-activation** of a layer: the output of the kernel layer itself
+  (``x @ kernel + bias`` for Dense, the convolution for Conv).
+* **activation** of a layer: what the *next* kernel layer called receives as
+  its input (after the nonlinearity, the residual addition, pooling, ...);
+  for the last kernel layer, the model's output (when it is one array).
+* **backward**: the gradient of a scalar loss with respect to each layer's
+  pre-activation and kernel. The default loss is a fixed random projection of
+  the output, ``sum(output * r)`` with ``r ~ N(0, 1)`` drawn from ``key``, so
+  the gradient reaching the last layer has unit variance and what the table
+  shows is purely how the network propagates it back.
+
+Layers are found without changing the model: linen module calls are seen
+through ``flax.linen.intercept_methods``; for nnx, the kernel layers of a
+private copy of the model (``nnx.merge`` of its state) are wrapped. The
+caller's model and params are never modified. The whole computation runs
+under ``jax.jit`` unless ``jit=False`` (for models that are not traceable).
+
+:func:`format_table` prints the records and :func:`plot_statistics` draws std
+against depth for several runs (e.g. several initializers) on one figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxinit.core import Array
+
+__all__ = [
+    "LayerStats",
+    "format_table",
+    "layer_statistics",
+    "plot_statistics",
+]
+
+_NAME = "jaxinit.layer_statistics"
+
+
+# ----------------------------------------------------------------------------------------
+# Running a model with its kernel layers observed (shared with jaxinit.lsuv).
+
+
+class LayerTap(NamedTuple):
+    """One call of a kernel layer during a forward pass."""
+
+    name: str  # module path, "/"-joined
+    kind: str  # class name of the module
+    kernel_path: tuple[Any, ...]  # where the kernel lives in the params pytree
+    standard: bool  # a Dense/Linear or Conv: output linear in the kernel
+    inputs: Any
+    output: Any
+
+
+#: ``run(params, batch, perturb) -> (model_output, taps)``; ``perturb``, when
+#: given, is added to the i-th tapped output (zeros: used to differentiate).
+Runner = Callable[[Any, Any, Sequence[Array] | None], tuple[Any, list[LayerTap]]]
+
+
+class PreparedModel(NamedTuple):
+    params: Any  # the differentiable pytree: linen params dict or nnx Param state
+    run: Runner
+    # every module that owns parameters: name -> class name (complete once traced)
+    owners: Callable[[], dict[str, str]]
+    rebuild: Callable[[Any], Any]  # new params -> what to hand back to the caller
+
+
+def path_names(path: Sequence[Any]) -> tuple[Any, ...]:
+    """A pytree key path as plain names, without the ``.value`` of boxed leaves."""
+    names = []
+    for entry in path:
+        if isinstance(entry, jax.tree_util.DictKey):
+            names.append(entry.key)
+        elif isinstance(entry, jax.tree_util.GetAttrKey):
+            if entry.name != "value":
+                names.append(entry.name)
+        elif isinstance(entry, jax.tree_util.SequenceKey):
+            names.append(entry.idx)
+        else:
+            names.append(str(entry))
+    return tuple(names)
+
+
+def get_at(tree: Any, path: tuple[Any, ...]) -> Array:
+    """The leaf of ``tree`` at ``path`` (as given by :func:`path_names`)."""
+    for leaf_path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if path_names(leaf_path) == path:
+            return leaf
+    raise KeyError(path)
+
+
+def replace_at(tree: Any, updates: Mapping[tuple[Any, ...], Array]) -> Any:
+    """A copy of ``tree`` with the leaves at the given paths replaced."""
+    return jax.tree_util.tree_map_with_path(
+        lambda p, leaf: updates.get(path_names(p), leaf), tree
+    )
+
+
+def join_path(path: Sequence[Any]) -> str:
+    return "/".join(str(p) for p in path) or "<root>"
+
+
+def _linen_model(name: str, model: nn.Module, variables: Any,
+                 apply_kwargs: Mapping[str, Any]) -> PreparedModel:
+    if not isinstance(variables, Mapping):
+        raise TypeError(
+            f"{name}: params={type(variables).__name__} must be the variables dict of the "
+            "linen model (the result of model.init) or its 'params' collection."
+        )
+    wrapped = "params" not in variables
+    variables = {"params": variables} if wrapped else dict(variables)
+    others = {k: v for k, v in variables.items() if k != "params"}
+    mutable = list(others)  # e.g. batch_stats of a BatchNorm in training mode
+    seen: dict[str, str] = {}
+
+    def run(params: Any, batch: Any, perturb: Sequence[Array] | None):
+        taps: list[LayerTap] = []
+
+        def interceptor(next_fun, args, kwargs, context):
+            out = next_fun(*args, **kwargs)
+            module = context.module
+            if context.method_name != "__call__" or module.scope is None:
+                return out
+            path = tuple(module.path)
+            seen[join_path(path)] = type(module).__name__
+            if not module.has_variable("params", "kernel") or not args:
+                return out
+            if perturb is not None:
+                out = out + perturb[len(taps)]
+            taps.append(LayerTap(join_path(path), type(module).__name__, (*path, "kernel"),
+                                 isinstance(module, nn.Dense | nn.Conv), args[0], out))
+            return out
+
+        with nn.intercept_methods(interceptor):
+            out = model.apply({**others, "params": params}, batch, mutable=mutable,
+                              **apply_kwargs)
+        return (out[0] if mutable else out), taps
+
+    def owners() -> dict[str, str]:
+        found: dict[str, str] = {}
+        for leaf_path, _ in jax.tree_util.tree_leaves_with_path(variables["params"]):
+            owner = join_path(path_names(leaf_path)[:-1])
+            found.setdefault(owner, seen.get(owner, "?"))
+        return found
+
+    def rebuild(params: Any) -> Any:
+        return params if wrapped else {**variables, "params": params}
+
+    return PreparedModel(variables["params"], run, owners, rebuild)
+
+
+def _tapped_class(cls: type, on_call: Callable[[Any, Any, Any], Any]) -> type:
+    def __call__(self, *args, **kwargs):
+        out = cls.__call__(self, *args, **kwargs)
+        return on_call(self, args[0] if args else None, out)
+
+    return type(cls)(cls.__name__, (cls,), {"__call__": __call__})
+
+
+def _nnx_model(name: str, model: nnx.Module, params: Any,
+               apply_kwargs: Mapping[str, Any]) -> PreparedModel:
+    if params is not None:
+        raise TypeError(
+            f"{name}: params must be None for an nnx model (its parameters are in the "
+            f"model); got {type(params).__name__}."
+        )
+    graphdef, state, rest = nnx.split(model, nnx.Param, ...)
+    owners = {}
+    for path, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Param) and path:
+            owners.setdefault(join_path(path[:-1]), "?")
+    for path, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Module) and join_path(path) in owners:
+            owners[join_path(path)] = type(node).__name__
+
+    def run(params: Any, batch: Any, perturb: Sequence[Array] | None):
+        copy = nnx.merge(graphdef, params, rest)
+        taps: list[LayerTap] = []
+        for path, node in nnx.iter_graph(copy):
+            if not (isinstance(node, nnx.Module) and isinstance(getattr(node, "kernel", None),
+                                                                  nnx.Param)):
+                continue
+
+            def on_call(module, inputs, out, path=path):
+                if perturb is not None:
+                    out = out + perturb[len(taps)]
+                taps.append(LayerTap(join_path(path), type(module).__name__,
+                                     (*path, "kernel"),
+                                     isinstance(module, nnx.Linear | nnx.Conv), inputs, out))
+                return out
+
+            # The copy is private to this call, so changing its class touches nothing else.
+            object.__setattr__(node, "__class__", _tapped_class(type(node), on_call))
+        return copy(batch, **apply_kwargs), taps
+
+    def rebuild(params: Any) -> Any:
+        return nnx.merge(graphdef, params, rest)
+
+    return PreparedModel(state, run, lambda: dict(owners), rebuild)
+
+
+def prepare_model(name: str, model: Any, params: Any,
+                  apply_kwargs: Mapping[str, Any] | None = None) -> PreparedModel:
+    """Wraps a linen model + variables, or an nnx model, into a uniform runner."""
+    kwargs = dict(apply_kwargs or {})
+    if isinstance(model, nnx.Module):
+        return _nnx_model(name, model, params, kwargs)
+    if isinstance(model, nn.Module):
+        if params is None:
+            raise TypeError(f"{name}: a linen model needs its params (from model.init).")
+        return _linen_model(name, model, params, kwargs)
+    raise TypeError(
+        f"{name}: model={type(model).__name__} is not a Flax linen or nnx Module."
+    )
+
+
+def check_batch(name: str, batch: Any) -> None:
+    """Raises ``ValueError`` for an empty batch, a batch without a batch axis or one
+    holding NaN/inf."""
+    leaves = jax.tree_util.tree_leaves(batch)
+    if not leaves:
+        raise ValueError(f"{name}: batch is empty (no arrays); accepted: an array of inputs.")
+    for leaf in leaves:
+        shape = np.shape(leaf)
+        if len(shape) == 0:
+            raise ValueError(
+                f"{name}: batch has shape (); accepted: an array with a leading batch axis."
+            )
+        if math.prod(shape) == 0:
+            raise ValueError(
+                f"{name}: batch of shape {shape} is empty; accepted: at least one example."
+            )
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
+            if bad:
+                raise ValueError(
+                    f"{name}: batch of shape {shape} has {bad} non-finite value(s) (NaN/inf); "
+                    "accepted: finite inputs."
+                )
+
+
+def probe_layers(name: str, prepared: PreparedModel, batch: Any) -> tuple[list[LayerTap], Any]:
+    """Traces the model once (no compute): the kernel-layer calls, with output shapes.
+
+    Raises ``ValueError`` when the model fails on this batch or calls no kernel layer.
+    """
+    meta: list[LayerTap] = []
+
+    def probe(params, x):
+        out, taps = prepared.run(params, x, None)
+        meta[:] = taps
+        return out, [jax.ShapeDtypeStruct(t.output.shape, t.output.dtype) for t in taps]
+
+    try:
+        out_shape, tap_shapes = jax.eval_shape(probe, prepared.params, batch)
+    except Exception as err:  # the model's own error, re-raised with what was given
+        shapes = jax.tree_util.tree_map(np.shape, batch)
+        raise ValueError(
+            f"{name}: running the model on a batch of shape {shapes} failed "
+            f"(does the batch fit the model's input?): {type(err).__name__}: {err}"
+        ) from err
+    if not meta:
+        raise ValueError(
+            f"{name}: the model called no layer with a 'kernel' parameter (Dense, Conv, ...) "
+            "on this batch; there is nothing to measure."
+        )
+    taps = [t._replace(inputs=None, output=s) for t, s in zip(meta, tap_shapes, strict=True)]
+    return taps, out_shape
+
+
+# ----------------------------------------------------------------------------------------
+# Statistics.
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerStats:
+    """Statistics of one kernel-layer call at initialization (all plain floats).
+
+    ``dead`` fractions count *units* (entries of the last axis, i.e. features
+    or channels): a unit is dead when it is zero (activation) or ``<= 0``
+    (pre-activation: a ReLU would zero it) for every example and position of
+    the batch. ``pre_saturated`` is the fraction of pre-activation entries
+    where a tanh would be saturated, ``|tanh(z)| >= 1 - margin``.
+    ``act_saturated`` is the fraction of activation entries within ``margin``
+    of the activation's bounds: ``(-1, 1)`` or ``(0, 1)``, given or inferred
+    from the values (NaN when the activation is not bounded, e.g. ReLU).
+    """
+
+    depth: int
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    pre_mean: float
+    pre_std: float
+    pre_dead: float
+    pre_saturated: float
+    act_mean: float
+    act_std: float
+    act_mean_sq: float
+    act_dead: float
+    act_saturated: float
+    grad_out_std: float
+    grad_kernel_std: float
+
+
+def _unit_all(mask: Array) -> Array:
+    """Fraction of units (last axis) for which ``mask`` holds on every other entry."""
+    return jnp.mean(jnp.all(mask.reshape(-1, mask.shape[-1]), axis=0))
+
+
+def _saturation(a: Array, bounds: tuple[float, float] | None, margin: float) -> Array:
+    if bounds is not None:
+        lo, hi = bounds
+        width = (hi - lo) * margin / 2
+        return jnp.mean((a <= lo + width) | (a >= hi - width))
+    lo_a, hi_a = jnp.min(a), jnp.max(a)
+    symmetric = (lo_a >= -1) & (hi_a <= 1) & (lo_a < 0)
+    # Exact zeros mark a ReLU-like activation, which is not bounded above.
+    logistic = (lo_a > 0) & (hi_a <= 1)
+    sat_sym = jnp.mean(jnp.abs(a) >= 1 - margin)
+    sat_log = jnp.mean((a <= margin) | (a >= 1 - margin))
+    return jnp.where(symmetric, sat_sym, jnp.where(logistic, sat_log, jnp.nan))
+
+
+def _std(x: Any) -> Array:
+    return jnp.std(jnp.asarray(x, jnp.float32))
+
+
+def _projection_loss(key: Array) -> Callable[[Any], Array]:
+    def loss(output: Any) -> Array:
+        leaves = jax.tree_util.tree_leaves(output)
+        total = jnp.zeros((), jnp.float32)
+        for i, leaf in enumerate(leaves):
+            r = jax.random.normal(jax.random.fold_in(key, i), jnp.shape(leaf), jnp.float32)
+            total = total + jnp.sum(jnp.asarray(leaf, jnp.float32) * r)
+        return total
+
+    return loss
+
+
+def layer_statistics(
+    model: Any,
+    params: Any,
+    batch: Any,
+    *,
+    loss_fn: Callable[[Any], Array] | None = None,
+    key: Array | None = None,
+    bounds: tuple[float, float] | None = None,
+    margin: float = 0.01,
+    apply_kwargs: Mapping[str, Any] | None = None,
+    jit: bool = True,
+) -> list[LayerStats]:
+    """Forward and backward statistics of every kernel layer of ``model`` on ``batch``.
+
+    Args:
+      model: a ``flax.linen.Module`` or a ``flax.nnx.Module``.
+      params: the linen variables (``model.init(...)``, or its ``"params"``);
+        ``None`` for an nnx model.
+      batch: the model's input, with a leading batch axis; finite, not empty.
+      loss_fn: scalar loss of the model output for the backward statistics;
+        default ``sum(output * r)``, ``r ~ N(0, 1)`` fixed by ``key``.
+      key: key of that projection (default ``jax.random.key(0)``).
+      bounds: ``(low, high)`` of the activation for ``act_saturated``; default
+        inferred per layer (``(-1, 1)`` when the values lie in it and some are
+        negative, ``(0, 1)`` when they lie in ``(0, 1]``, otherwise NaN).
+      margin: width of the saturated zone, as a fraction of the bounds' range.
+      apply_kwargs: extra keyword arguments of the model call (``train=False``,
+        linen ``rngs=``, ...).
+      jit: compile the computation (default); ``False`` for untraceable models.
+
+    Returns:
+      One :class:`LayerStats` per kernel-layer call, in call order.
+
+    Example::
+
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(8)])
+      >>> x = jnp.ones((4, 3))
+      >>> stats = layer_statistics(model, model.init(jax.random.key(0), x), x)
+      >>> [s.name for s in stats]
+      ['layers_0', 'layers_2']
+    """
+    if not 0 < margin < 1:
+        raise ValueError(f"{_NAME}: margin={margin!r} must be in (0, 1).")
+    if bounds is not None and not (len(bounds) == 2 and bounds[0] < bounds[1]):
+        raise ValueError(f"{_NAME}: bounds={bounds!r} must be (low, high) with low < high.")
+    check_batch(_NAME, batch)
+    prepared = prepare_model(_NAME, model, params, apply_kwargs)
+    taps_meta, _ = probe_layers(_NAME, prepared, batch)
+    loss = loss_fn or _projection_loss(jax.random.key(0) if key is None else key)
+    zeros = [jnp.zeros(t.output.shape, t.output.dtype) for t in taps_meta]
+
+    def compute(params: Any, x: Any, perturb: list[Array]) -> dict[str, Array]:
+        def scalar_loss(p, eps):
+            out, taps = prepared.run(p, x, eps)
+            return loss(out), (out, taps)
+
+        grads, (out, taps) = jax.grad(scalar_loss, argnums=(0, 1), has_aux=True)(params, perturb)
+        grad_params, grad_out = grads
+        rows = []
+        for i, tap in enumerate(taps):
+            z = jnp.asarray(tap.output, jnp.float32)
+            nxt = taps[i + 1].inputs if i + 1 < len(taps) else out
+            act = jnp.asarray(jax.tree_util.tree_leaves(nxt)[0], jnp.float32) if (
+                len(jax.tree_util.tree_leaves(nxt)) == 1) else jnp.full((1,), jnp.nan)
+            rows.append(jnp.stack([
+                jnp.mean(z), jnp.std(z), _unit_all(z <= 0),
+                jnp.mean(jnp.abs(jnp.tanh(z)) >= 1 - margin),
+                jnp.mean(act), jnp.std(act), jnp.mean(act**2), _unit_all(act == 0),
+                _saturation(act, bounds, margin),
+                _std(grad_out[i]), _std(get_at(grad_params, tap.kernel_path)),
+            ]))
+        return jnp.stack(rows)
+
+    fn = jax.jit(compute) if jit else compute
+    table = np.asarray(fn(prepared.params, batch, zeros), dtype=np.float64)
+    return [
+        LayerStats(i + 1, t.name, t.kind, tuple(t.output.shape), *map(float, row))
+        for i, (t, row) in enumerate(zip(taps_meta, table, strict=True))
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# Presentation.
+
+_COLUMNS = (
+    ("#", "depth", "{:>3d}"), ("layer", "name", "{:<14.14s}"), ("kind", "kind", "{:<7.7s}"),
+    ("pre mean", "pre_mean", "{:>9.2e}"), ("pre std", "pre_std", "{:>9.2e}"),
+    ("act mean", "act_mean", "{:>9.2e}"), ("act std", "act_std", "{:>9.2e}"),
+    ("dead", "act_dead", "{:>5.1%}"), ("sat", "act_saturated", "{:>5.1%}"),
+    ("grad out", "grad_out_std", "{:>9.2e}"), ("grad W", "grad_kernel_std", "{:>9.2e}"),
+)
+
+
+def format_table(stats: Sequence[LayerStats], title: str | None = None) -> str:
+    """The records as a fixed-width text table (``-`` where a value is NaN)."""
+    widths = [len(fmt.format(0 if attr == "depth" else ("" if attr in ("name", "kind") else 0.0)))
+              for _, attr, fmt in _COLUMNS]
+    header = " ".join(h.rjust(w) if i > 2 else h.ljust(w)
+                      for i, ((h, _, _), w) in enumerate(zip(_COLUMNS, widths, strict=True)))
+    lines = ([title] if title else []) + [header, "-" * len(header)]
+    for s in stats:
+        cells = []
+        for (_, attr, fmt), w in zip(_COLUMNS, widths, strict=True):
+            value = getattr(s, attr)
+            missing = isinstance(value, float) and not math.isfinite(value)
+            cells.append("-".rjust(w) if missing else fmt.format(value))
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def plot_statistics(runs: Mapping[str, Sequence[LayerStats]], path: str,
+                    title: str | None = None) -> str:
+    """Draws std against depth, forward and backward, one line per run; saves a PNG.
+
+    ``runs`` maps a label (e.g. the initializer's name) to its records. Left:
+    std of the activations (solid) and pre-activations (dotted); right: std of
+    the gradient w.r.t. each layer's output (solid) and kernel (dotted); log
+    scale. Needs matplotlib (``pip install jaxinit[plot]``); the Agg canvas is
+    used directly, so no GUI and no change to the global backend.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "jaxinit.plot_statistics needs matplotlib: pip install 'jaxinit[plot]'."
+        ) from err
+    if not runs:
+        raise ValueError("jaxinit.plot_statistics: runs is empty; give at least one.")
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_fwd, ax_bwd = fig.subplots(1, 2)
+    for i, (label, stats) in enumerate(runs.items()):
+        color = f"C{i % 10}"
+        depth = [s.depth for s in stats]
+        ax_fwd.plot(depth, [s.act_std for s in stats], "-o", ms=3, color=color, label=label)
+        ax_fwd.plot(depth, [s.pre_std for s in stats], ":", color=color)
+        ax_bwd.plot(depth, [s.grad_out_std for s in stats], "-o", ms=3, color=color, label=label)
+        ax_bwd.plot(depth, [s.grad_kernel_std for s in stats], ":", color=color)
+    ax_fwd.set(title="forward: activation std (solid), pre-activation std (dotted)",
+               xlabel="layer", ylabel="std", yscale="log")
+    ax_bwd.set(title="backward: grad std w.r.t. output (solid), kernel (dotted)",
+               xlabel="layer", ylabel="std", yscale="log")
+    for ax in (ax_fwd, ax_bwd):
+        ax.title.set_fontsize(9)
+        ax.grid(True, which="major", alpha=0.3)
+    ax_fwd.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    return path
