@@ -146,7 +146,7 @@ def _linen_model(name: str, model: nn.Module, variables: Any,
             return out
 
         with nn.intercept_methods(interceptor):
-            out = model.apply({**others, "params": params}, batch, mutable=mutable,
+            out = model.apply({**others, "params": params}, batch, mutable=mutable or False,
                               **apply_kwargs)
         return (out[0] if mutable else out), taps
 
