@@ -178,8 +178,8 @@ def _nnx_model(name: str, model: nnx.Module, params: Any,
             f"{name}: params must be None for an nnx model (its parameters are in the "
             f"model); got {type(params).__name__}."
         )
-    graphdef, state, rest = nnx.split(model, nnx.Param, ...)
-    owners = {}
+    graphdef, state, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
+    owners: dict[str, str] = {}
     for path, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Param) and path:
             owners.setdefault(join_path(path[:-1]), "?")
@@ -404,7 +404,7 @@ def layer_statistics(
     loss = loss_fn or _projection_loss(jax.random.key(0) if key is None else key)
     zeros = [jnp.zeros(t.output.shape, t.output.dtype) for t in taps_meta]
 
-    def compute(params: Any, x: Any, perturb: list[Array]) -> dict[str, Array]:
+    def compute(params: Any, x: Any, perturb: list[Array]) -> Array:
         def scalar_loss(p, eps):
             out, taps = prepared.run(p, x, eps)
             return loss(out), (out, taps)
