@@ -253,6 +253,14 @@ def check_batch(name: str, batch: Any) -> None:
                 )
 
 
+def lifted_transform_error(name: str) -> ValueError:
+    return ValueError(
+        f"{name}: a kernel layer runs inside a lifted transform (nn.remat, nn.scan, nn.vmap "
+        "or their nnx forms), whose values cannot be observed from outside; build the "
+        "model without the transform to measure it."
+    )
+
+
 def probe_layers(name: str, prepared: PreparedModel, batch: Any) -> tuple[list[LayerTap], Any]:
     """Traces the model once (no compute): the kernel-layer calls, with output shapes.
 
@@ -263,10 +271,12 @@ def probe_layers(name: str, prepared: PreparedModel, batch: Any) -> tuple[list[L
     def probe(params, x):
         out, taps = prepared.run(params, x, None)
         meta[:] = taps
-        return out, [jax.ShapeDtypeStruct(t.output.shape, t.output.dtype) for t in taps]
+        return out, [t.output for t in taps]
 
     try:
         out_shape, tap_shapes = jax.eval_shape(probe, prepared.params, batch)
+    except jax.errors.UnexpectedTracerError as err:
+        raise lifted_transform_error(name) from err
     except Exception as err:  # the model's own error, re-raised with what was given
         shapes = jax.tree_util.tree_map(np.shape, batch)
         raise ValueError(
@@ -427,7 +437,10 @@ def layer_statistics(
         return jnp.stack(rows)
 
     fn = jax.jit(compute) if jit else compute
-    table = np.asarray(fn(prepared.params, batch, zeros), dtype=np.float64)
+    try:
+        table = np.asarray(fn(prepared.params, batch, zeros), dtype=np.float64)
+    except jax.errors.UnexpectedTracerError as err:
+        raise lifted_transform_error(_NAME) from err
     return [
         LayerStats(i + 1, t.name, t.kind, tuple(t.output.shape), *map(float, row))
         for i, (t, row) in enumerate(zip(taps_meta, table, strict=True))

@@ -33,6 +33,7 @@ from jaxinit.diagnostics import (
     check_batch,
     get_at,
     join_path,
+    lifted_transform_error,
     path_names,
     prepare_model,
     probe_layers,
@@ -160,7 +161,10 @@ def lsuv(
         _, run_taps = prepared.run(p, batch, None)
         return jnp.stack([jnp.var(jnp.asarray(t.output, jnp.float32)) for t in run_taps])
 
-    var_before = output_variances(prepared.params)
+    try:
+        var_before = output_variances(prepared.params)
+    except jax.errors.UnexpectedTracerError as err:
+        raise lifted_transform_error(_NAME) from err
     keys = jax.random.split(key, max(len(handled), 1))
     new = replace_at(prepared.params, {
         path: ortho(k, get_at(prepared.params, path).shape, get_at(prepared.params, path).dtype)

@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from jaxinit.diagnostics import format_table, layer_statistics, plot_statistics
+from jaxinit.lsuv import lsuv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -269,3 +270,17 @@ def test_wrong_model_or_params(small):
         layer_statistics(model, variables, x, margin=1.5)
     # The bare params collection is accepted as well as the variables dict.
     assert len(layer_statistics(model, variables["params"], x)) == 2
+
+
+def test_layers_inside_lifted_transforms_are_refused_clearly():
+    class Remat(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2)(nn.remat(nn.Dense)(8)(x))
+
+    model, x = Remat(), _x((4, 3))
+    variables = model.init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="lifted transform"):
+        layer_statistics(model, variables, x)
+    with pytest.raises(ValueError, match="lifted transform"):
+        lsuv(model, variables, x, key=jax.random.key(0))
