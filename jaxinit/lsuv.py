@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinit.core import Array, check_key, check_real_scalar
-from jaxinit.diagnostics import (
+from jaxinit.layer_taps import (
     check_batch,
     get_at,
     join_path,
