@@ -69,9 +69,11 @@ class LayerStats:
     (pre-activation: a ReLU would zero it) for every example and position of
     the batch. ``pre_saturated`` is the fraction of pre-activation entries
     where a tanh would be saturated, ``|tanh(z)| >= 1 - margin``.
-    ``act_saturated`` is the fraction of activation entries within ``margin``
-    of the activation's bounds: ``(-1, 1)`` or ``(0, 1)``, given or inferred
-    from the values (NaN when the activation is not bounded, e.g. ReLU).
+    ``act_saturated`` is the fraction of activation entries within
+    ``margin * (high - low) / 2`` of the activation's bounds: the ``bounds``
+    given, or ``(-1, 1)`` / ``(0, 1)`` when the activation is recognizably
+    ``tanh`` / ``sigmoid`` of the pre-activation; NaN otherwise (ReLU,
+    pooling or a residual sum in between, ...).
     """
 
     depth: int
@@ -96,18 +98,27 @@ def _unit_all(mask: Array) -> Array:
     return jnp.mean(jnp.all(mask.reshape(-1, mask.shape[-1]), axis=0))
 
 
-def _saturation(a: Array, bounds: tuple[float, float] | None, margin: float) -> Array:
+def _saturation(z: Array, a: Array, bounds: tuple[float, float] | None, margin: float) -> Array:
+    """Fraction of ``a`` within ``margin * (high - low) / 2`` of its bounds.
+
+    Without ``bounds``, a layer's activation is recognized as ``tanh(z)`` or
+    ``sigmoid(z)`` of its pre-activation (same shape, equal to float32
+    rounding); anything else gives NaN. Since sigmoid(z) = (1 + tanh(z/2))/2,
+    the zone starts at the same point of the curve for both.
+    """
+
+    def near_bounds(low: float, high: float) -> Array:
+        width = (high - low) * margin / 2
+        return jnp.mean((a <= low + width) | (a >= high - width))
+
     if bounds is not None:
-        lo, hi = bounds
-        width = (hi - lo) * margin / 2
-        return jnp.mean((a <= lo + width) | (a >= hi - width))
-    lo_a, hi_a = jnp.min(a), jnp.max(a)
-    symmetric = (lo_a >= -1) & (hi_a <= 1) & (lo_a < 0)
-    # Exact zeros mark a ReLU-like activation, which is not bounded above.
-    logistic = (lo_a > 0) & (hi_a <= 1)
-    sat_sym = jnp.mean(jnp.abs(a) >= 1 - margin)
-    sat_log = jnp.mean((a <= margin) | (a >= 1 - margin))
-    return jnp.where(symmetric, sat_sym, jnp.where(logistic, sat_log, jnp.nan))
+        return near_bounds(*bounds)
+    if z.shape != a.shape:
+        return jnp.array(jnp.nan)
+    is_tanh = jnp.max(jnp.abs(a - jnp.tanh(z))) <= 1e-5
+    is_sigmoid = jnp.max(jnp.abs(a - jax.nn.sigmoid(z))) <= 1e-5
+    return jnp.where(is_tanh, near_bounds(-1.0, 1.0),
+                     jnp.where(is_sigmoid, near_bounds(0.0, 1.0), jnp.nan))
 
 
 def _std(x: Any) -> Array:
@@ -148,10 +159,11 @@ def layer_statistics(
       loss_fn: scalar loss of the model output for the backward statistics;
         default ``sum(output * r)``, ``r ~ N(0, 1)`` fixed by ``key``.
       key: key of that projection (default ``jax.random.key(0)``).
-      bounds: ``(low, high)`` of the activation for ``act_saturated``; default
-        inferred per layer (``(-1, 1)`` when the values lie in it and some are
-        negative, ``(0, 1)`` when they lie in ``(0, 1]``, otherwise NaN).
-      margin: width of the saturated zone, as a fraction of the bounds' range.
+      bounds: ``(low, high)`` of every activation for ``act_saturated``; by
+        default recognized per layer: tanh ``(-1, 1)``, sigmoid ``(0, 1)``,
+        otherwise NaN.
+      margin: width of the saturated zone, as a fraction of half the bounds'
+        range (0.01: ``|tanh| >= 0.99``, sigmoid outside ``[0.005, 0.995]``).
       apply_kwargs: extra keyword arguments of the model call (``train=False``,
         linen ``rngs=``, ...).
       jit: compile the computation (default); ``False`` for untraceable models.
@@ -178,9 +190,9 @@ def layer_statistics(
     loss = loss_fn or _projection_loss(jax.random.key(0) if key is None else key)
     zeros = [jnp.zeros(t.output.shape, t.output.dtype) for t in taps_meta]
 
-    def compute(params: Any, x: Any, perturb: list[Array]) -> Array:
+    def compute(params: Any, aux: Any, x: Any, perturb: list[Array]) -> Array:
         def scalar_loss(p, eps):
-            out, taps = prepared.run(p, x, eps)
+            out, taps = prepared.run(p, aux, x, eps)
             return loss(out), (out, taps)
 
         grads, (out, taps) = jax.grad(scalar_loss, argnums=(0, 1), has_aux=True)(params, perturb)
@@ -195,14 +207,14 @@ def layer_statistics(
                 jnp.mean(z), jnp.std(z), _unit_all(z <= 0),
                 jnp.mean(jnp.abs(jnp.tanh(z)) >= 1 - margin),
                 jnp.mean(act), jnp.std(act), jnp.mean(act**2), _unit_all(act == 0),
-                _saturation(act, bounds, margin),
+                _saturation(z, act, bounds, margin),
                 _std(grad_out[i]), _std(get_at(grad_params, tap.kernel_path)),
             ]))
         return jnp.stack(rows)
 
     fn = jax.jit(compute) if jit else compute
     try:
-        table = np.asarray(fn(prepared.params, batch, zeros), dtype=np.float64)
+        table = np.asarray(fn(prepared.params, prepared.aux, batch, zeros), dtype=np.float64)
     except jax.errors.UnexpectedTracerError as err:
         raise lifted_transform_error(_NAME) from err
     return [

@@ -2,8 +2,10 @@
 
 A *kernel layer* is a module call whose module owns a ``kernel`` parameter
 (Dense/Linear, Conv, DenseGeneral, ...). :func:`prepare_model` turns a linen
-model + variables, or an nnx model, into a pure ``run(params, batch, perturb)``
-that returns the model output and one :class:`LayerTap` (input, output, where
+model + variables, or an nnx model, into a pure
+``run(params, aux, batch, perturb)`` (``aux``: the non-parameter state, e.g.
+batch statistics and RNG counters, passed in so that models which update it
+can be traced) that returns the model output and one :class:`LayerTap` (input, output, where
 the kernel lives) per kernel-layer call, in call order; ``perturb`` adds a
 given array to each tapped output, so gradients with respect to layer outputs
 are gradients with respect to ``perturb``.
@@ -54,13 +56,14 @@ class LayerTap(NamedTuple):
     output: Any
 
 
-#: ``run(params, batch, perturb) -> (model_output, taps)``; ``perturb``, when
+#: ``run(params, aux, batch, perturb) -> (model_output, taps)``; ``perturb``, when
 #: given, is added to the i-th tapped output (zeros: used to differentiate).
-Runner = Callable[[Any, Any, Sequence[Array] | None], tuple[Any, list[LayerTap]]]
+Runner = Callable[[Any, Any, Any, Sequence[Array] | None], tuple[Any, list[LayerTap]]]
 
 
 class PreparedModel(NamedTuple):
     params: Any  # the differentiable pytree: linen params dict or nnx Param state
+    aux: Any  # everything else: other linen collections, or the nnx non-Param state
     run: Runner
     # every module that owns parameters: name -> class name (complete once traced)
     owners: Callable[[], dict[str, str]]
@@ -115,7 +118,7 @@ def _linen_model(name: str, model: nn.Module, variables: Any,
     mutable = list(others)  # e.g. batch_stats of a BatchNorm in training mode
     seen: dict[str, str] = {}
 
-    def run(params: Any, batch: Any, perturb: Sequence[Array] | None):
+    def run(params: Any, aux: Any, batch: Any, perturb: Sequence[Array] | None):
         taps: list[LayerTap] = []
 
         def interceptor(next_fun, args, kwargs, context):
@@ -134,7 +137,7 @@ def _linen_model(name: str, model: nn.Module, variables: Any,
             return out
 
         with nn.intercept_methods(interceptor):
-            out = model.apply({**others, "params": params}, batch, mutable=mutable or False,
+            out = model.apply({**aux, "params": params}, batch, mutable=mutable or False,
                               **apply_kwargs)
         return (out[0] if mutable else out), taps
 
@@ -148,7 +151,7 @@ def _linen_model(name: str, model: nn.Module, variables: Any,
     def rebuild(params: Any) -> Any:
         return params if wrapped else {**variables, "params": params}
 
-    return PreparedModel(variables["params"], run, owners, rebuild)
+    return PreparedModel(variables["params"], others, run, owners, rebuild)
 
 
 def _tapped_class(cls: type, on_call: Callable[[Any, Any, Any], Any]) -> type:
@@ -175,8 +178,11 @@ def _nnx_model(name: str, model: nnx.Module, params: Any,
         if isinstance(node, nnx.Module) and join_path(path) in owners:
             owners[join_path(path)] = type(node).__name__
 
-    def run(params: Any, batch: Any, perturb: Sequence[Array] | None):
-        copy = nnx.merge(graphdef, params, rest)
+    def run(params: Any, aux: Any, batch: Any, perturb: Sequence[Array] | None):
+        # Fresh Variable objects, created at the current trace level, so that a model that
+        # updates its state (BatchNorm statistics, RNG counters) may do so under jax.grad.
+        params, aux = jax.tree_util.tree_map(lambda leaf: leaf, (params, aux))
+        copy = nnx.merge(graphdef, params, aux)
         taps: list[LayerTap] = []
         for path, node in nnx.iter_graph(copy):
             if not (isinstance(node, nnx.Module) and isinstance(getattr(node, "kernel", None),
@@ -198,7 +204,7 @@ def _nnx_model(name: str, model: nnx.Module, params: Any,
     def rebuild(params: Any) -> Any:
         return nnx.merge(graphdef, params, rest)
 
-    return PreparedModel(state, run, lambda: dict(owners), rebuild)
+    return PreparedModel(state, rest, run, lambda: dict(owners), rebuild)
 
 
 def prepare_model(name: str, model: Any, params: Any,
@@ -256,13 +262,13 @@ def probe_layers(name: str, prepared: PreparedModel, batch: Any) -> tuple[list[L
     """
     meta: list[LayerTap] = []
 
-    def probe(params, x):
-        out, taps = prepared.run(params, x, None)
+    def probe(params, aux, x):
+        out, taps = prepared.run(params, aux, x, None)
         meta[:] = taps
         return out, [t.output for t in taps]
 
     try:
-        out_shape, tap_shapes = jax.eval_shape(probe, prepared.params, batch)
+        out_shape, tap_shapes = jax.eval_shape(probe, prepared.params, prepared.aux, batch)
     except jax.errors.UnexpectedTracerError as err:
         raise lifted_transform_error(name) from err
     except Exception as err:  # the model's own error, re-raised with what was given

@@ -157,9 +157,12 @@ def lsuv(
                                "not a Dense/Conv kernel called on this batch")
 
     @jax.jit
-    def output_variances(p: Any) -> Array:
-        _, run_taps = prepared.run(p, batch, None)
+    def variances(p: Any, aux: Any) -> Array:
+        _, run_taps = prepared.run(p, aux, batch, None)
         return jnp.stack([jnp.var(jnp.asarray(t.output, jnp.float32)) for t in run_taps])
+
+    def output_variances(p: Any) -> Array:
+        return variances(p, prepared.aux)
 
     try:
         var_before = output_variances(prepared.params)

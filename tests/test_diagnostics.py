@@ -60,6 +60,30 @@ def test_values_match_a_hand_written_forward_and_backward_pass():
                                atol=1e-7)
 
 
+def test_sigmoid_saturation_and_given_bounds():
+    # Large weights: most sigmoid units sit near 0 or 1.
+    model = nn.Sequential([nn.Dense(32, kernel_init=nn.initializers.normal(3.0)),
+                           jax.nn.sigmoid, nn.Dense(4)])
+    x = _x((64, 16))
+    variables = model.init(jax.random.key(0), x)
+    stats = layer_statistics(model, variables, x)
+    p0 = variables["params"]["layers_0"]
+    a = np.asarray(jax.nn.sigmoid(x @ p0["kernel"] + p0["bias"]))
+    expected = np.mean((a <= 0.005) | (a >= 0.995))
+    assert expected > 0.3  # the case is not vacuous
+    np.testing.assert_allclose(stats[0].act_saturated, expected, atol=1e-7)
+    # The output layer has no recognizable bounded activation; explicit bounds apply to all.
+    assert math.isnan(stats[1].act_saturated)
+    # (Run eagerly: jit=False must give the jitted numbers.)
+    forced = layer_statistics(model, variables, x, bounds=(0.0, 1.0), margin=0.2, jit=False)
+    np.testing.assert_allclose(forced[0].act_saturated, np.mean((a <= 0.1) | (a >= 0.9)),
+                               atol=1e-7)
+    for s, t in zip(stats, forced, strict=True):
+        np.testing.assert_allclose([s.pre_std, s.act_std, s.grad_out_std, s.grad_kernel_std],
+                                   [t.pre_std, t.act_std, t.grad_out_std, t.grad_kernel_std],
+                                   rtol=1e-5)
+
+
 def test_dead_relu_units_are_counted():
     # Bias -100 on half the units: those pre-activations are < 0 on every example.
     bias = jnp.concatenate([jnp.full((8,), -100.0), jnp.zeros((8,))])
@@ -186,17 +210,6 @@ def test_conv_and_nnx_models_give_the_same_numbers_as_linen():
             [sa.pre_std, sa.act_std, sa.act_dead, sa.grad_out_std, sa.grad_kernel_std],
             [sb.pre_std, sb.act_std, sb.act_dead, sb.grad_out_std, sb.grad_kernel_std],
             rtol=1e-4)
-
-
-def test_eager_mode_gives_the_jitted_numbers():
-    model = _relu_net(3, 16, nn.initializers.he_normal())
-    x = _x((16, 16))
-    variables = model.init(jax.random.key(0), x)
-    jitted = layer_statistics(model, variables, x)
-    eager = layer_statistics(model, variables, x, jit=False)
-    for s, t in zip(jitted, eager, strict=True):
-        np.testing.assert_allclose(s.pre_std, t.pre_std, rtol=1e-5)
-        np.testing.assert_allclose(s.grad_kernel_std, t.grad_kernel_std, rtol=1e-5)
 
 
 def test_table_and_plot(tmp_path):

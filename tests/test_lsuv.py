@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxinit.diagnostics import layer_statistics
 from jaxinit.lsuv import lsuv
 from jaxinit.testing import assert_orthogonal
 
@@ -45,14 +46,20 @@ class _CNN(nn.Module):
         return nn.Dense(10)(x)
 
 
+def _as_numpy(a):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        a = jax.random.key_data(a)
+    return np.array(a, copy=True)
+
+
 def _snapshot(tree):
-    return jax.tree_util.tree_map(lambda a: np.array(a, copy=True), tree)
+    return jax.tree_util.tree_map(_as_numpy, tree)
 
 
 def _assert_same(tree, snapshot):
     for a, b in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(snapshot),
                     strict=True):
-        np.testing.assert_array_equal(np.asarray(a), b)
+        np.testing.assert_array_equal(_as_numpy(a), b)
 
 
 @pytest.mark.parametrize("target,tol", [(1.0, 0.1), (2.0, 0.02)])
@@ -226,3 +233,27 @@ def test_bad_options(small):
         lsuv(model, variables, x, key=key, max_rounds=0)
     with pytest.raises(TypeError, match="key=3 is not a PRNG key"):
         lsuv(model, variables, x, key=3)
+
+
+def test_nnx_model_that_updates_its_state_batchnorm_and_dropout():
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(1, 8, (3, 3), rngs=rngs)
+            self.bn = nnx.BatchNorm(8, rngs=rngs)  # training mode: updates its statistics
+            self.drop = nnx.Dropout(0.5, rngs=rngs)  # draws from the model's RNG stream
+            self.fc = nnx.Linear(8, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.fc(self.drop(nnx.relu(self.bn(self.conv(x)))).mean((1, 2)))
+
+    model = Net(nnx.Rngs(0, dropout=1))
+    x = _x((16, 8, 8, 1))
+    before = _snapshot(nnx.state(model))
+    stats = layer_statistics(model, None, x)
+    assert [s.name for s in stats] == ["conv", "fc"]
+    new_model, report = lsuv(model, None, x, key=jax.random.key(2))
+    _assert_same(nnx.state(model), before)
+    assert all(abs(r.var_after - 1.0) < 0.1 for r in report.layers)
+    assert dict(report.unhandled).keys() == {"bn"}
+    # Running statistics are not LSUV's business: the new model starts from the same ones.
+    np.testing.assert_array_equal(new_model.bn.mean[...], model.bn.mean[...])
