@@ -15,6 +15,7 @@ from jaxinit.core import (
     check_shape,
     resolve_dtype,
 )
+from jaxinit.sharding import shardable
 
 __all__ = ["constant", "ones", "zeros"]
 
@@ -26,6 +27,7 @@ def _full(name: str, key: Array, shape: Shape, dtype: DTypeLike | None, value: o
     return jnp.full(dims, value, resolve_dtype(name, dtype), out_sharding=out_sharding)
 
 
+@shardable("jaxinit.zeros")
 def zeros(
     key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: OutSharding = None
 ) -> Array:
@@ -39,6 +41,7 @@ def zeros(
     return _full("jaxinit.zeros", key, shape, dtype, 0, out_sharding)
 
 
+@shardable("jaxinit.ones")
 def ones(
     key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: OutSharding = None
 ) -> Array:
@@ -76,6 +79,7 @@ def constant(value: object, dtype: DTypeLike | None = None) -> Initializer:
         raise ValueError(f"jaxinit.constant: value={value!r} must be finite (no NaN or inf).")
     default_dtype = dtype
 
+    @shardable("jaxinit.constant")
     def init(
         key: Array,
         shape: Shape,
