@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 import warnings
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -278,3 +280,55 @@ def test_warns_when_threefry_is_not_partitionable():
     with warnings.catch_warnings():
         warnings.simplefilter("error", NonPartitionableRandomWarning)
         init(KEY, (8, 8), out_sharding=sharding)
+
+
+# ---- Flax: a whole model initialized sharded in one call, with Flax's own API ----
+
+class LinenMLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(64, kernel_init=nn.with_logical_partitioning(he_normal(), ("embed", "mlp")),
+                     bias_init=nn.with_logical_partitioning(zeros, ("mlp",)))(x)
+        return nn.Dense(16, kernel_init=nn.with_logical_partitioning(
+            glorot_uniform(), ("mlp", "embed")))(x)
+
+
+def test_linen_model_initializes_sharded_with_logical_axis_rules():
+    mesh = auto_mesh((2, 4))
+    model, x = LinenMLP(), jnp.ones((1, 16))
+    specs = nn.get_partition_spec(jax.eval_shape(model.init, KEY, x))
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, (("embed", "x"), ("mlp", "y")))
+    compiled = jax.jit(model.init, out_shardings=shardings).lower(KEY, x).compile()
+    assert not COLLECTIVE.search(compiled.as_text())
+    params = nn.unbox(compiled(KEY, x))["params"]
+    assert params["Dense_0"]["kernel"].sharding.is_equivalent_to(
+        NamedSharding(mesh, P("x", "y")), 2)
+    assert params["Dense_1"]["kernel"].sharding.is_equivalent_to(
+        NamedSharding(mesh, P("y", "x")), 2)
+    reference = nn.unbox(jax.jit(model.init)(KEY, x))["params"]
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+class NnxMLP(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.up = nnx.Linear(16, 64, kernel_init=nnx.with_partitioning(he_normal(), ("x", "y")),
+                             bias_init=nnx.with_partitioning(zeros, ("y",)), rngs=rngs)
+        self.down = nnx.Linear(64, 16, rngs=rngs, kernel_init=nnx.with_partitioning(
+            glorot_uniform(), ("y", "x")))
+
+
+@pytest.mark.parametrize("make_mesh", [auto_mesh, explicit_mesh], ids=["auto", "explicit"])
+def test_nnx_model_initializes_sharded_under_jit(make_mesh):
+    mesh = make_mesh((2, 4))
+    with jax.set_mesh(mesh):
+        text = jax.jit(lambda: nnx.state(NnxMLP(nnx.Rngs(0)))).lower().compile().as_text()
+        model = nnx.jit(lambda: NnxMLP(nnx.Rngs(0)))()
+    assert not COLLECTIVE.search(text)
+    assert model.up.kernel[...].sharding.is_equivalent_to(NamedSharding(mesh, P("x", "y")), 2)
+    assert model.down.kernel[...].sharding.is_equivalent_to(NamedSharding(mesh, P("y", "x")), 2)
+    with nnx.use_eager_sharding(False):
+        reference = nnx.jit(lambda: NnxMLP(nnx.Rngs(0)))()
+    for got, want in zip(jax.tree.leaves(nnx.state(model)), jax.tree.leaves(nnx.state(reference)),
+                         strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
