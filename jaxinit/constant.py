@@ -7,6 +7,7 @@ import numpy as np
 
 from jaxinit.core import (
     Array,
+    ArrayLike,
     DTypeLike,
     Initializer,
     OutSharding,
@@ -20,7 +21,7 @@ from jaxinit.sharding import shardable
 __all__ = ["constant", "ones", "zeros"]
 
 
-def _full(name: str, key: Array, shape: Shape, dtype: DTypeLike | None, value: object,
+def _full(name: str, key: Array, shape: Shape, dtype: DTypeLike | None, value: ArrayLike,
           out_sharding: OutSharding) -> Array:
     check_key(name, key)
     dims = check_shape(name, shape)
@@ -55,7 +56,7 @@ def ones(
     return _full("jaxinit.ones", key, shape, dtype, 1, out_sharding)
 
 
-def constant(value: object, dtype: DTypeLike | None = None) -> Initializer:
+def constant(value: ArrayLike, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer that fills every entry with ``value``.
 
     Biases and extra parameters are "set to heuristically chosen constants"

@@ -25,8 +25,10 @@ def test_compute_fans(shape, kwargs, expected):
 def test_compute_fans_matches_jax_for_float_results():
     from jax._src.nn.initializers import _compute_fans
 
-    for shape, kw in [((3, 3, 16, 32), {}), ((2, 5, 7, 11), {"in_axis": (1, 2), "batch_axis": 0})]:
-        assert jaxinit.compute_fans(shape, **kw) == tuple(int(f) for f in _compute_fans(shape, **kw))
+    cases = [((3, 3, 16, 32), {}), ((2, 5, 7, 11), {"in_axis": (1, 2), "batch_axis": 0})]
+    for shape, kw in cases:
+        expected = tuple(int(f) for f in _compute_fans(shape, **kw))
+        assert jaxinit.compute_fans(shape, **kw) == expected
 
 
 @pytest.mark.parametrize(
