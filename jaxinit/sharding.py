@@ -9,19 +9,21 @@ It is produced by JAX's SPMD partitioner: the initializer's computation is
 compiled with the requested output sharding, so each device runs the part of
 the computation that makes its shard and no device holds the whole array.
 (Compared with an *eager* unsharded call, a scheme that scales its samples
-may differ in the last bit: XLA folds constant products in a compiled
-program, so eager and jitted results of ``jax.nn.initializers.normal`` differ
-the same way.)
+may differ in the last bit: XLA may fuse and reorder the scaling in a
+compiled program; eager and jitted ``jax.nn.initializers.normal`` differ the
+same way.)
 
 Why the values do not depend on the mesh: JAX's threefry random bits are a
 pure function of the key and of each element's position in the *logical*
-array. With ``jax_threefry_partitionable=True`` (the default since jax 0.5,
-and in jax 0.10) the partitioner can split that computation along any axis
-without communication; with it off, the values are still
-sharding-independent but different from those with it on, and every device
-computes the whole array before keeping its shard (measured: an all-gather
-in the compiled program and more than the full array in temporaries per
-device), so :func:`shardable` warns.
+array. With ``jax_threefry_partitionable=True`` (the default of recent JAX
+releases, jax 0.10 included) the partitioner splits that computation along
+any axis without communication. With it off, the values are still
+sharding-independent (but not equal to those with it on), and every device
+computes the whole array before keeping its shard -- measured: an
+all-gather in the compiled program and more than the whole array in
+temporaries per device -- so :func:`shardable` warns
+(:class:`NonPartitionableRandomWarning`). ``rbg`` keys give
+sharding-independent values too (checked on CPU).
 
 Two helpers let any scheme (and any user initializer) join in:
 
