@@ -70,6 +70,14 @@ CASES = [
 ]
 IDS = [case[0] for case in CASES]
 
+# Structured schemes (orthogonal, identity, sparse...) shard along their batch
+# axes, so each row names its spec and a large shape for the memory check:
+# (name, initializer, shape, dtype, spec, large shape). Each row is compiled
+# on its own -- several batched LAPACK calls in one CPU program can deadlock --
+# and under a timeout.
+STRUCTURED_CASES: list[tuple] = []
+STRUCTURED_IDS = [case[0] for case in STRUCTURED_CASES]
+
 MESH_SHAPES = [(1, 8), (2, 4), (8, 1)]
 SPECS = [P("x", "y"), P("y", "x"), P(("x", "y")), P(None, ("y", "x")), P("y"), P()]
 
@@ -266,6 +274,14 @@ def test_partition_spec_that_does_not_fit_the_context_mesh(spec):
             normal()(KEY, (8, 8), out_sharding=spec)
 
 
+def test_named_sharding_on_another_mesh_than_the_explicit_context_mesh():
+    other = NamedSharding(explicit_mesh((4, 2)), P("x"))
+    with jax.set_mesh(explicit_mesh((2, 4))):
+        with pytest.raises(ValueError, match=r"jaxinit.zeros: out_sharding=.* is on a mesh other "
+                                             r"than the mesh set with jax.set_mesh"):
+            zeros(KEY, (8, 8), out_sharding=other)
+
+
 def test_short_spec_leaves_trailing_dimensions_unsharded():
     sharding = check_out_sharding("jaxinit.normal", (8, 3, 5), NamedSharding(_mesh24(), P("y")))
     assert sharding is not None and sharding.spec == P("y")
@@ -283,6 +299,31 @@ def test_warns_when_threefry_is_not_partitionable():
 
 
 # ---- Flax: a whole model initialized sharded in one call, with Flax's own API ----
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mesh_shape", MESH_SHAPES)
+@pytest.mark.parametrize(("name", "init", "shape", "dtype", "spec", "large"), STRUCTURED_CASES,
+                         ids=STRUCTURED_IDS)
+def test_structured_sharded_values_equal_unsharded(name, init, shape, dtype, spec, large,
+                                                   mesh_shape):
+    sharding = NamedSharding(auto_mesh(mesh_shape), spec)
+    compiled = jax.jit(lambda k: init(k, shape, dtype, out_sharding=sharding)).lower(KEY).compile()
+    assert not COLLECTIVE.search(compiled.as_text()), "sharded init communicates"
+    out = compiled(KEY)
+    assert out.sharding.is_equivalent_to(sharding, len(shape))
+    reference = jax.jit(lambda k: init(k, shape, dtype))(KEY)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(reference))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("name", "init", "shape", "dtype", "spec", "large"), STRUCTURED_CASES,
+                         ids=STRUCTURED_IDS)
+def test_structured_per_device_memory_is_one_shard(name, init, shape, dtype, spec, large):
+    sharding = NamedSharding(auto_mesh((2, 4)), spec)
+    output, temp = per_device_bytes(init, large, dtype, sharding)
+    assert output == int(np.prod(large)) * np.dtype(dtype or jnp.float32).itemsize // 8
+    assert output + temp <= shard_bound(large, dtype), (output, temp)
+
 
 class LinenMLP(nn.Module):
     @nn.compact
