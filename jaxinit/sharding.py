@@ -208,11 +208,17 @@ def shardable(name: str) -> Callable[[F], F]:
     ``out_sharding`` inside :func:`shard_output`, so the values are those of
     the unsharded call. The original keeps its own default dtype.
 
-    Works for any function with the initializer protocol, e.g. to shard a
-    structured initializer or one from another library::
+    Works for any function with the initializer protocol -- a structured
+    scheme, a user's own, or one from ``jax.nn.initializers`` (whose own
+    ``out_sharding`` needs an ``Explicit`` mesh set with ``jax.set_mesh``)::
 
-      init = jaxinit.sharding.shardable("my_init")(jax.nn.initializers.orthogonal())
+      init = jaxinit.sharding.shardable("he_normal")(jax.nn.initializers.he_normal())
       w = init(key, (4096, 4096), out_sharding=NamedSharding(mesh, P("data")))
+
+    Each device computes its own shard when the computation is elementwise
+    (every random sampler) or batched along the sharded axes; a computation
+    that mixes the sharded axis (e.g. the QR of one matrix split by rows) is
+    still correct, but the partitioner may gather or replicate it.
 
     Args:
       name: the initializer's name for error messages, e.g. ``"jaxinit.normal"``.
