@@ -200,7 +200,7 @@ def shard_output(compute: Callable[[Array], Array], key: Array, sharding: NamedS
     return jax.jit(compute, out_shardings=sharding)(key)
 
 
-def shardable(name: str) -> Callable[[F], F]:
+def shardable(name: str, *, random: bool = True) -> Callable[[F], F]:
     """Decorator: makes an initializer accept ``out_sharding`` in every setting.
 
     The wrapped initializer checks ``key``, ``shape`` and ``out_sharding``
@@ -222,6 +222,8 @@ def shardable(name: str) -> Callable[[F], F]:
 
     Args:
       name: the initializer's name for error messages, e.g. ``"jaxinit.normal"``.
+      random: whether the initializer draws random numbers (``False`` for
+        constants: no warning about ``jax_threefry_partitionable``).
     """
 
     def decorate(init: F) -> F:
@@ -235,7 +237,8 @@ def shardable(name: str) -> Callable[[F], F]:
             sharding = check_out_sharding(name, dims, out_sharding)
             if sharding is None:
                 return _call(init, dims, dtype, key)
-            _warn_if_not_partitionable(name)
+            if random:
+                _warn_if_not_partitionable(name)
             try:
                 hash(dtype)
             except TypeError as err:

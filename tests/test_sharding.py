@@ -293,6 +293,9 @@ def test_warns_when_threefry_is_not_partitionable():
     with jax.threefry_partitionable(False):
         with pytest.warns(NonPartitionableRandomWarning, match="jax_threefry_partitionable"):
             init(KEY, (8, 8), out_sharding=sharding)
+        with warnings.catch_warnings():  # constants draw nothing: no warning
+            warnings.simplefilter("error", NonPartitionableRandomWarning)
+            zeros(KEY, (8, 8), out_sharding=sharding)
     with warnings.catch_warnings():
         warnings.simplefilter("error", NonPartitionableRandomWarning)
         init(KEY, (8, 8), out_sharding=sharding)
