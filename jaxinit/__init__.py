@@ -16,6 +16,7 @@ from jaxinit.distributions import (
     uniform_range,
 )
 from jaxinit.fans import calculate_gain, compute_fans
+from jaxinit.sharding import NonPartitionableRandomWarning, shardable
 from jaxinit.variance_scaling import (
     glorot_normal,
     glorot_uniform,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Initializer",
+    "NonPartitionableRandomWarning",
     "calculate_gain",
     "compute_fans",
     "constant",
@@ -47,6 +49,7 @@ __all__ = [
     "lecun_uniform",
     "normal",
     "ones",
+    "shardable",
     "symmetric_uniform",
     "truncated_normal",
     "uniform",

@@ -7,6 +7,7 @@ import numpy as np
 
 from jaxinit.core import (
     Array,
+    ArrayLike,
     DTypeLike,
     Initializer,
     OutSharding,
@@ -15,17 +16,19 @@ from jaxinit.core import (
     check_shape,
     resolve_dtype,
 )
+from jaxinit.sharding import shardable
 
 __all__ = ["constant", "ones", "zeros"]
 
 
-def _full(name: str, key: Array, shape: Shape, dtype: DTypeLike | None, value: object,
+def _full(name: str, key: Array, shape: Shape, dtype: DTypeLike | None, value: ArrayLike,
           out_sharding: OutSharding) -> Array:
     check_key(name, key)
     dims = check_shape(name, shape)
     return jnp.full(dims, value, resolve_dtype(name, dtype), out_sharding=out_sharding)
 
 
+@shardable("jaxinit.zeros", random=False)
 def zeros(
     key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: OutSharding = None
 ) -> Array:
@@ -39,6 +42,7 @@ def zeros(
     return _full("jaxinit.zeros", key, shape, dtype, 0, out_sharding)
 
 
+@shardable("jaxinit.ones", random=False)
 def ones(
     key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: OutSharding = None
 ) -> Array:
@@ -52,7 +56,7 @@ def ones(
     return _full("jaxinit.ones", key, shape, dtype, 1, out_sharding)
 
 
-def constant(value: object, dtype: DTypeLike | None = None) -> Initializer:
+def constant(value: ArrayLike, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer that fills every entry with ``value``.
 
     Biases and extra parameters are "set to heuristically chosen constants"
@@ -76,6 +80,7 @@ def constant(value: object, dtype: DTypeLike | None = None) -> Initializer:
         raise ValueError(f"jaxinit.constant: value={value!r} must be finite (no NaN or inf).")
     default_dtype = dtype
 
+    @shardable("jaxinit.constant", random=False)
     def init(
         key: Array,
         shape: Shape,

@@ -22,6 +22,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 Array: TypeAlias = jax.Array
+ArrayLike: TypeAlias = jax.typing.ArrayLike
 DTypeLike: TypeAlias = Any
 Shape: TypeAlias = Sequence[int]
 OutSharding: TypeAlias = NamedSharding | PartitionSpec | None
@@ -29,6 +30,7 @@ AxisLike: TypeAlias = int | Sequence[int]
 
 __all__ = [
     "Array",
+    "ArrayLike",
     "AxisLike",
     "DTypeLike",
     "Initializer",
@@ -132,12 +134,13 @@ def normalize_axes(name: str, arg_name: str, axes: AxisLike, ndim: int) -> tuple
     for axis in items:
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise TypeError(f"{name}: {arg_name}={axes!r} must be an int or a sequence of ints.")
+        axis = int(axis)
         if not -ndim <= axis < ndim:
             raise ValueError(
                 f"{name}: {arg_name}={axes!r} is out of range for a rank-{ndim} shape; "
                 f"accepted: axes in [{-ndim}, {ndim})."
             )
-        out.append(int(axis) % ndim)
+        out.append(axis % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"{name}: {arg_name}={axes!r} repeats an axis.")
     return tuple(out)

@@ -131,6 +131,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     slope = 0.01 if param is None else param
     if isinstance(slope, bool) or not isinstance(slope, numbers.Real) or not math.isfinite(slope):
         raise ValueError(
-            f"calculate_gain: param={param!r} must be a finite real negative slope for 'leaky_relu'."
+            f"calculate_gain: param={param!r} must be a finite real negative slope "
+            "for 'leaky_relu'."
         )
     return math.sqrt(2.0 / (1.0 + float(slope) ** 2))

@@ -14,6 +14,9 @@ expected and what came. Use fixed keys so a run is deterministic.
   probability of a correct sampler).
 * :func:`assert_orthogonal`: ``QᵀQ = scale²·I`` (or ``QQᵀ`` for wide
   matrices) per matrix, with a tolerance scaled to the dtype.
+* :func:`assert_haar`: many independent samples of a (semi-)orthogonal or
+  unitary matrix follow the Haar measure (Mezzadri 2007; Diaconis &
+  Shahshahani 1994 for the trace moments).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from jaxinit.core import AxisLike, compute_dtype, normalize_axes
+from jaxinit.core import AxisLike, DTypeLike, compute_dtype, normalize_axes
 
 __all__ = [
+    "assert_haar",
     "assert_ks",
     "assert_orthogonal",
     "assert_std",
@@ -119,7 +123,8 @@ def assert_ks(
     if not result.pvalue > min_p_value:
         raise AssertionError(
             f"{name}: expected a sample of {cdf}{tuple(args)}, but the KS test rejects it: "
-            f"D={result.statistic:.4g}, p={result.pvalue:.3g} <= {min_p_value:g} (N={samples.size})."
+            f"D={result.statistic:.4g}, p={result.pvalue:.3g} <= {min_p_value:g} "
+            f"(N={samples.size})."
         )
     return float(result.pvalue)
 
@@ -150,7 +155,7 @@ def orthogonality_error(
     return float(np.max(np.abs(gram - eye))) if gram.size else 0.0
 
 
-def default_orthogonality_tolerance(dtype: object, n: int) -> float:
+def default_orthogonality_tolerance(dtype: DTypeLike, n: int) -> float:
     """Tolerance for ``max|QᵀQ - I|``: a final cast plus an O(√n·ε) float computation.
 
     Rounding each entry to ``dtype`` moves a Gram entry by at most ≈ 2ε(dtype);
@@ -194,3 +199,94 @@ def assert_orthogonal(
             f"for shape {arr.shape}, dtype {arr.dtype}."
         )
     return err
+
+
+def _assert_mean(values: np.ndarray, expected: float, num_sigmas: float, what: str) -> None:
+    """Sample mean within ``num_sigmas`` standard errors (sample std / sqrt(N)) of ``expected``."""
+    se = float(values.std(ddof=1)) / math.sqrt(values.size)
+    got = float(values.mean())
+    if not abs(got - expected) <= num_sigmas * se:
+        raise AssertionError(
+            f"{what}: expected {expected:g} ± {num_sigmas * se:.3g} ({num_sigmas} s.e., "
+            f"N={values.size}), got {got:.4g}."
+        )
+
+
+def assert_haar(
+    samples: object,
+    *,
+    num_sigmas: float = 5.0,
+    min_p_value: float = 1e-4,
+    seed: int = 0,
+    name: str = "Q",
+) -> None:
+    """Asserts ``samples`` of shape ``(N, n, m)``, n >= m, are N independent Haar draws.
+
+    Real (Haar on O(n), or the first m columns of it):
+
+    * square: P(det Q > 0) = 1/2 (binomial s.e. ``0.5/sqrt(N)``);
+    * square: E[tr Q] = 0, E[(tr Q)²] = 1, E[(tr Q)⁴] = 3 (the moments of tr Q
+      match those of N(0, 1) up to order n; needs n >= 4);
+    * a column is uniform on the sphere, so ``(Q₀₀ + 1)/2 ~ Beta((n-1)/2, (n-1)/2)``
+      (KS test);
+    * the entry ``Q[n-1, m-1]`` matches ``scipy.stats.ortho_group`` by a
+      two-sample KS test.
+
+    Complex (Haar on U(n)): E[tr U] = 0, E|tr U|² = 1, E|tr U|⁴ = 2 (n >= 2);
+    ``|U₀₀|² ~ Beta(1, n-1)``; eigen-angles uniform on (-π, π); the entry's real
+    part matches ``scipy.stats.unitary_group``.
+
+    Moment checks use ``num_sigmas`` standard errors estimated from the sample
+    (false-failure ≈ 5.7e-7 each at 5); KS checks fail below ``min_p_value``.
+    Without Mezzadri's sign correction, QR-based samplers fail these checks.
+    """
+    q = np.asarray(samples)
+    q = q.astype(np.complex128 if np.iscomplexobj(q) else np.float64)
+    if q.ndim != 3 or q.shape[1] < q.shape[2]:
+        raise ValueError(f"assert_haar: expected shape (N, n, m) with n >= m, got {q.shape}.")
+    count, n, m = q.shape
+    rng = np.random.default_rng(seed)
+    square = n == m
+    if np.iscomplexobj(q):
+        if square and n >= 2:
+            tr = np.trace(q, axis1=1, axis2=2)
+            _assert_mean(tr.real, 0.0, num_sigmas, f"{name}: E[Re tr U]")
+            _assert_mean(tr.imag, 0.0, num_sigmas, f"{name}: E[Im tr U]")
+            _assert_mean(np.abs(tr) ** 2, 1.0, num_sigmas, f"{name}: E|tr U|²")
+            _assert_mean(np.abs(tr) ** 4, 2.0, num_sigmas, f"{name}: E|tr U|⁴")
+            angles = np.angle(np.linalg.eigvals(q)).ravel()
+            assert_ks(angles, "uniform", (-np.pi, 2 * np.pi), min_p_value=min_p_value,
+                      name=f"{name}: eigen-angles")
+        if n >= 2:
+            assert_ks(np.abs(q[:, 0, 0]) ** 2, "beta", (1, n - 1), min_p_value=min_p_value,
+                      name=f"{name}: |U₀₀|²")
+        reference = scipy.stats.unitary_group.rvs(n, size=count, random_state=rng)
+        entry = q[:, n - 1, m - 1].real
+        ref_entry = reference.reshape(count, n, n)[:, n - 1, m - 1].real
+    else:
+        if square:
+            positive = float(np.mean(np.linalg.det(q) > 0))
+            se = 0.5 / math.sqrt(count)
+            if not abs(positive - 0.5) <= num_sigmas * se:
+                raise AssertionError(
+                    f"{name}: expected P(det > 0) = 0.5 ± {num_sigmas * se:.3g}, "
+                    f"got {positive:.4f}."
+                )
+            if n >= 4:
+                tr = np.trace(q, axis1=1, axis2=2)
+                _assert_mean(tr, 0.0, num_sigmas, f"{name}: E[tr Q]")
+                _assert_mean(tr**2, 1.0, num_sigmas, f"{name}: E[(tr Q)²]")
+                _assert_mean(tr**4, 3.0, num_sigmas, f"{name}: E[(tr Q)⁴]")
+        if n >= 2:
+            assert_ks((q[:, 0, 0] + 1) / 2, "beta", ((n - 1) / 2, (n - 1) / 2),
+                      min_p_value=min_p_value, name=f"{name}: (Q₀₀+1)/2")
+        reference = scipy.stats.ortho_group.rvs(max(n, 2), size=count, random_state=rng)
+        entry = q[:, n - 1, m - 1]
+        ref_entry = reference.reshape(count, max(n, 2), max(n, 2))[:, n - 1, m - 1]
+    result = scipy.stats.ks_2samp(entry, ref_entry)
+    if not result.pvalue > min_p_value:
+        raise AssertionError(
+            f"{name}: expected entry [{n - 1}, {m - 1}] distributed as under the Haar measure "
+            f"(scipy reference), two-sample KS gives D={result.statistic:.4g}, "
+            f"p={result.pvalue:.3g} <= {min_p_value:g}."
+        )
