@@ -131,7 +131,7 @@ def summary_table(schemes: Sequence[str] = ("he_normal", "lecun_normal", "glorot
     runs = runs or run_schemes(schemes, model=model, depth=depth, width=width,
                                activation=activation)
     some = next(iter(runs.values()))
-    mid = len(some) // 2
+    mid = max(len(some) - 1, 1) // 2  # index of the middle hidden layer
     header = (f"{'scheme':<16} {'act std L1':>11} {'L' + str(mid + 1):>9} "
               f"{'L' + str(len(some) - 1):>9} {'grad L' + str(len(some)):>11} {'grad L1':>9}")
     lines = [f"deep {activation} {model.upper()}, depth {len(some)}, width {width}:", header]
