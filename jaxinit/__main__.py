@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     print_catalogue()
+    from jaxinit.diagnose_cli import summary_table
+
+    print("\nSignal propagation at init (python -m jaxinit diagnose draws it):")
+    print(summary_table(("he_normal", "lecun_normal", "glorot_uniform"), depth=20, width=128))
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return 0
 
