@@ -18,19 +18,20 @@ Run: ``python examples/he_2015.py [--out PATH] [--quick]``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    ProbedMLP,
     accuracy,
     cross_entropy,
-    layer_statistics,
     load_digits_split,
     parse_args,
     pyplot,
@@ -46,39 +47,58 @@ SCHEMES = {
 }
 
 
-def relu_mlp(depth: int, width: int, make_init) -> ProbedMLP:
-    return ProbedMLP(hidden=(width,) * depth, n_out=10, activation=jax.nn.relu,
-                     kernel_init=make_init())
+class DeepReLU(nn.Module):
+    """``depth`` ReLU layers of equal width and a linear 10-way head.
+
+    The ``depth - 1`` square hidden kernels are one stacked parameter of shape
+    ``(depth - 1, width, width)``, drawn by ``make_init(batch_axis=0)`` (each
+    slice gets the fans of a ``width x width`` layer) and applied with
+    ``lax.scan``, so a deep network compiles as fast as a shallow one.
+    ``make_init`` is a jaxinit factory such as ``jaxinit.he_normal``.
+    """
+
+    depth: int
+    width: int
+    make_init: Callable[..., jaxinit.Initializer]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Returns the logits and the std of each ReLU layer's output (``depth`` values)."""
+        h = jax.nn.relu(nn.Dense(self.width, kernel_init=self.make_init(), name="layer_0")(x))
+        shape = (self.depth - 1, self.width, self.width)
+        kernels = self.param("hidden_kernels", self.make_init(batch_axis=0), shape)
+        biases = self.param("hidden_biases", nn.initializers.zeros, shape[:2])
+
+        def layer(h, kernel_and_bias):
+            kernel, bias = kernel_and_bias
+            h = jax.nn.relu(h @ kernel + bias)
+            return h, h.std()
+
+        first_std = h.std()
+        h, stds = jax.lax.scan(layer, h, (kernels, biases))
+        logits = nn.Dense(10, kernel_init=self.make_init(), name="head")(h)
+        return logits, jnp.concatenate([first_std[None], stds])
 
 
 def forward_std(depth: int = 100, width: int = 256, n_examples: int = 256, seed: int = 0,
                 schemes: dict | None = None) -> dict[str, np.ndarray]:
-    """Std of each hidden layer's ReLU output at init, per scheme (inputs: N(0, 1)).
-
-    The ``depth`` square kernels are drawn as one stacked ``(depth, width, width)``
-    array with ``batch_axis=0`` (each slice gets the fans of a ``width x width``
-    layer) and applied with ``lax.scan``, so depth costs no compile time.
-    """
+    """Std of each ReLU layer's output at init, per scheme; inputs N(0, 1) of dim ``width``."""
     x = jax.random.normal(jax.random.key(seed + 1), (n_examples, width))
-
-    def layer(h, kernel):
-        h = jax.nn.relu(h @ kernel)
-        return h, h.std()
-
-    run = jax.jit(lambda kernels: jax.lax.scan(layer, x, kernels)[1])
     stds = {}
     for label, make_init in (SCHEMES if schemes is None else schemes).items():
-        kernels = make_init(batch_axis=0)(jax.random.key(seed), (depth, width, width))
-        stds[label] = np.asarray(run(kernels), np.float64)
+        model = DeepReLU(depth, width, make_init)
+        variables = jax.jit(model.init)(jax.random.key(seed), x)
+        stds[label] = np.asarray(jax.jit(model.apply)(variables, x)[1], np.float64)
     return stds
 
 
-def gradient_profile(make_init, depth: int = 30, width: int = 64, seed: int = 0
-                     ) -> dict[str, np.ndarray]:
-    """Per-layer forward/backward statistics at init on the digits training split."""
+def first_layer_grad_std(make_init, depth: int = 30, width: int = 64, seed: int = 0) -> float:
+    """Std of the entries of d(mean loss)/d(first kernel) at init, on the digits training split."""
     x, y, _, _ = load_digits_split()
-    model = relu_mlp(depth, width, make_init)
-    return layer_statistics(model, jax.jit(model.init)(jax.random.key(seed), x), x, y)
+    model = DeepReLU(depth, width, make_init)
+    params = jax.jit(model.init)(jax.random.key(seed), x)["params"]
+    grads = jax.jit(jax.grad(lambda p: cross_entropy(model.apply({"params": p}, x)[0], y)))(params)
+    return float(grads["layer_0"]["kernel"].std())
 
 
 def train(make_init, depth: int = 30, width: int = 64, steps: int = 300, batch: int = 64,
@@ -90,13 +110,13 @@ def train(make_init, depth: int = 30, width: int = 64, steps: int = 300, batch: 
     the init's scale); minibatches drawn with a fixed key, identical for every init.
     """
     x_train, y_train, x_test, y_test = load_digits_split()
-    model = relu_mlp(depth, width, make_init)
+    model = DeepReLU(depth, width, make_init)
     params = jax.jit(model.init)(jax.random.key(seed), x_train[:1])["params"]
     optimizer = optax.sgd(learning_rate, momentum=0.9)
     opt_state = optimizer.init(params)
 
     def loss_fn(params, x, y):
-        return cross_entropy(model.apply({"params": params}, x), y)
+        return cross_entropy(model.apply({"params": params}, x)[0], y)
 
     def step(carry, key):
         params, opt_state = carry
@@ -108,7 +128,8 @@ def train(make_init, depth: int = 30, width: int = 64, steps: int = 300, batch: 
     # One compiled program runs ``eval_every`` steps (a scan), so a run costs
     # one compilation rather than a Python round trip per step.
     run_chunk = jax.jit(lambda carry, keys: jax.lax.scan(step, carry, keys)[0])
-    evaluate = jax.jit(lambda p: (loss_fn(p, x_train, y_train), model.apply({"params": p}, x_test)))
+    evaluate = jax.jit(lambda p: (loss_fn(p, x_train, y_train),
+                                  model.apply({"params": p}, x_test)[0]))
     if steps % eval_every:
         raise ValueError(f"steps={steps} must be a multiple of eval_every={eval_every}")
     keys = jax.random.split(jax.random.key(seed + 1), steps).reshape(-1, eval_every)
@@ -154,8 +175,7 @@ def main() -> None:
         print(f"  {label:34s} {s[0]:.3g}  {s[9]:.3g}  {s[49]:.3g}  {s[99]:.3g}")
     print(f"\n{depth}-layer ReLU MLP at init, digits: std of the first layer's kernel gradient")
     for label, make_init in SCHEMES.items():
-        first = gradient_profile(make_init, depth, width)["weight_grad_std"][0]
-        print(f"  {label:34s} {first:.3g}")
+        print(f"  {label:34s} {first_layer_grad_std(make_init, depth, width):.3g}")
     histories = {}
     print(f"\n{depth}-layer ReLU MLP, width {width}, {steps} SGD steps (lr 0.003, momentum 0.9)")
     for label, make_init in SCHEMES.items():
