@@ -156,10 +156,12 @@ def compare(seed: int = 0, hidden: tuple[int, ...] = (128, 64, 32), pretrain_ste
 def plot(results: list[dict[str, Any]], out: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    window = 10  # minibatch losses are noisy: plot their running mean
     for i, curve in enumerate(results[0]["reconstruction"]):
-        axes[0].semilogy(curve, label=f"layer {i + 1}")
+        smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
+        axes[0].semilogy(np.arange(window, len(curve) + 1), smooth, label=f"layer {i + 1}")
     axes[0].set_xlabel("Adam step")
-    axes[0].set_title("pre-training: reconstruction MSE (seed 0)")
+    axes[0].set_title(f"pre-training: reconstruction MSE (seed 0, mean of {window})")
     axes[0].legend(fontsize=8)
     colors = {"random": "C0", "pretrained": "C3"}
     for r in results:
@@ -181,26 +183,32 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], "pretraining.png")
     seeds = range(2) if args.quick else range(5)
-    steps = 200 if args.quick else 400
+    pretrain_steps, finetune_steps = (200, 200) if args.quick else (400, 1000)
+    checkpoints = (100, finetune_steps // 2, finetune_steps)
     hidden = (128, 64, 32)
-    print(f"sigmoid MLP {hidden}, {steps} Adam steps per pre-trained layer, "
-          f"{steps} SGD fine-tuning steps (lr 0.1, momentum 0.9)")
+    print(f"sigmoid MLP {hidden}, {pretrain_steps} Adam steps per pre-trained layer, "
+          f"{finetune_steps} SGD fine-tuning steps (lr 0.1, momentum 0.9)")
     results = []
     for seed in seeds:
-        r = compare(seed, hidden, pretrain_steps=steps, finetune_steps=steps)
+        r = compare(seed, hidden, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps)
         results.append(r)
         recon = ", ".join(f"{c[:10].mean():.3f}->{c[-10:].mean():.3f}" for c in r["reconstruction"])
         print(f"seed {seed}: reconstruction MSE per layer {recon}")
         for name in ("random", "pretrained"):
             h = r[name]
-            mid = len(h["step"]) // 4
-            print(f"  {name:10s} train loss step {h['step'][mid]}: {h['train_loss'][mid]:.3f}, "
-                  f"final: {h['train_loss'][-1]:.4f}; test loss {h['test_loss'][-1]:.3f}, "
-                  f"test accuracy {h['test_accuracy'][-1]:.3f}")
-    for name in ("random", "pretrained"):
-        acc = np.array([r[name]["test_accuracy"][-1] for r in results])
-        print(f"{name:10s} final test accuracy over seeds: mean {acc.mean():.3f} "
-              f"(min {acc.min():.3f}, max {acc.max():.3f})")
+            cells = []
+            for t in checkpoints:
+                i = int(np.searchsorted(h["step"], t))
+                cells.append(f"step {t}: train {h['train_loss'][i]:.3f} "
+                             f"test {h['test_loss'][i]:.3f} acc {h['test_accuracy'][i]:.3f}")
+            print(f"  {name:10s} " + " | ".join(cells))
+    for t in checkpoints:
+        for name in ("random", "pretrained"):
+            i = int(np.searchsorted(results[0][name]["step"], t))
+            acc = np.array([r[name]["test_accuracy"][i] for r in results])
+            loss = np.array([r[name]["test_loss"][i] for r in results])
+            print(f"step {t:5d} {name:10s} test accuracy mean {acc.mean():.3f} "
+                  f"(min {acc.min():.3f}, max {acc.max():.3f}), test loss mean {loss.mean():.3f}")
     plot(results, args.out)
 
 

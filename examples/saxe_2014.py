@@ -127,6 +127,8 @@ def plot(spectra: dict[str, dict[int, np.ndarray]], times: dict[str, dict[int, i
         for depth, s in by_depth.items():
             ax0.semilogy(np.arange(1, len(s) + 1), s, styles.get(label, ":"),
                          label=f"{label}, depth {depth}")
+    ax0.axhspan(1e-12, 1e-6, color="gray", alpha=0.15, lw=0)
+    ax0.text(1, 2e-7, "float32 rounding level", fontsize=7, color="gray", va="top")
     ax0.set_xlabel("index (descending)")
     ax0.set_ylabel("singular value of W_1 ... W_D")
     ax0.set_title("end-to-end map at init")

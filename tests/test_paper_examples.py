@@ -84,15 +84,17 @@ def test_he_trains_lecun_stalls_depth_30():
     he_grad = he_2015.first_layer_grad_std(jaxinit.he_normal, depth, width)
     lecun_grad = he_2015.first_layer_grad_std(jaxinit.lecun_normal, depth, width)
     # At init the first layer's kernel gradient with LeCun is ~2^-14.5 = 4e-5 of
-    # He's (the signal halves in E[x^2] per layer forward and backward); 1e-3
-    # leaves a factor 25 for the random fluctuation of 30 layers' gains.
+    # He's (the signal halves in E[x^2] per layer forward and backward; 1.9e-5 and
+    # 1.7e-5 measured for keys 0 and 1); 1e-3 leaves a factor 50.
     assert lecun_grad / he_grad < 1e-3
     he = he_2015.train(jaxinit.he_normal, depth=depth, width=width, steps=150, eval_every=50)
     lecun = he_2015.train(jaxinit.lecun_normal, depth=depth, width=width, steps=150,
                           eval_every=50)
-    # LeCun: logits ~1e-5, so the loss is ln 10 to ~1e-4 and SGD cannot move it.
+    # LeCun: logits ~1e-5, so the loss is ln 10 to ~1e-4 and SGD barely moves it
+    # (2.3026 -> 2.3022 measured).
     assert np.all(np.abs(lecun["train_loss"] - math.log(10)) < 0.01), lecun["train_loss"]
-    # He: the loss falls by 0.5 in 150 steps (2.50 -> 2.00 measured); require 0.2.
+    # He: the loss falls by 0.8-1.2 in 150 steps (2.75 -> 1.97 and 2.76 -> 1.56
+    # measured for keys 0 and 1); require a fall of 0.2 and an end below ln 10 - 0.2.
     assert he["train_loss"][-1] < he["train_loss"][0] - 0.2
     assert he["train_loss"][-1] < math.log(10) - 0.2
 
@@ -128,18 +130,18 @@ def test_saxe_learning_time_orthogonal_vs_gaussian():
 
 @pytest.mark.timeout(240)
 def test_pretraining_learns_features_and_speeds_early_finetuning():
-    result = pretraining.compare(seed=0, hidden=(64, 32), pretrain_steps=150,
+    result = pretraining.compare(seed=0, hidden=(128, 64, 32), pretrain_steps=150,
                                  finetune_steps=100)
-    # Each autoencoder's reconstruction error falls (by 5-15x measured) during
-    # pre-training; a factor 2 is the robust claim.
+    # Each autoencoder's reconstruction error falls during pre-training (by
+    # 4.5-17x measured for seeds 0, 1, 2); a factor 2 is the robust claim.
     for curve in result["reconstruction"]:
         assert curve[-10:].mean() < curve[:10].mean() / 2
     random, pre = result["random"], result["pretrained"]
-    # Early fine-tuning: the sigmoid network with random init sits near its
-    # initial loss plateau while the pre-trained one has already descended.
-    # Measured over 2 seeds and larger nets: train loss 1.83-1.89 vs 2.24-2.25 at
-    # step 40, 0.15-0.21 vs 0.31-0.32 at step 200. Asserted: pre-trained below
-    # random at the end of this short run, by at least 0.05.
-    assert pre["train_loss"][-1] < random["train_loss"][-1] - 0.05
-    # Both learn: above chance (0.1) by a wide margin.
+    # Early fine-tuning: the 3-layer sigmoid network with random init is still on
+    # its initial plateau when the pre-trained one has descended: train loss after
+    # 100 SGD steps 1.31/1.14/1.40 (random) vs 0.80/0.63/0.64 (pre-trained) for
+    # seeds 0, 1, 2, a gap of 0.51-0.76; asserted: a gap of 0.2. (With long
+    # fine-tuning the gap closes -- the full-size run -- so nothing is asserted
+    # about final accuracy beyond both networks learning.)
+    assert pre["train_loss"][-1] < random["train_loss"][-1] - 0.2
     assert min(pre["test_accuracy"][-1], random["test_accuracy"][-1]) > 0.3
