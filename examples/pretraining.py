@@ -184,7 +184,7 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], "pretraining.png")
     seeds = range(2) if args.quick else range(5)
     pretrain_steps, finetune_steps = (200, 200) if args.quick else (400, 1000)
-    checkpoints = (100, finetune_steps // 2, finetune_steps)
+    checkpoints = sorted({100, finetune_steps // 2, finetune_steps})
     hidden = (128, 64, 32)
     print(f"sigmoid MLP {hidden}, {pretrain_steps} Adam steps per pre-trained layer, "
           f"{finetune_steps} SGD fine-tuning steps (lr 0.1, momentum 0.9)")
