@@ -41,6 +41,7 @@ from jaxinit.core import (
     normalize_axes,
     resolve_dtype,
 )
+from jaxinit.sharding import shardable
 
 __all__ = ["delta_orthogonal", "dirac", "eye", "identity"]
 
@@ -48,15 +49,15 @@ _CONV_RANKS = (3, 4, 5)
 _ANY_RANK = 1 << 30
 
 
-def _iota(shape: tuple[int, ...], axis: int, out_sharding: OutSharding) -> Array:
-    return lax.broadcasted_iota(jnp.int32, shape, axis, out_sharding=out_sharding)
+def _iota(shape: tuple[int, ...], axis: int) -> Array:
+    return lax.broadcasted_iota(jnp.int32, shape, axis)
 
 
-def _centre_mask(shape: tuple[int, ...], out_sharding: OutSharding) -> Array:
+def _centre_mask(shape: tuple[int, ...]) -> Array:
     """True at the centre tap ``(k - 1) // 2`` of every spatial axis (all but the last two)."""
-    mask = jnp.ones(shape, bool, out_sharding=out_sharding)
+    mask = jnp.ones(shape, bool)
     for axis, k in enumerate(shape[:-2]):
-        mask = mask & (_iota(shape, axis, out_sharding) == (k - 1) // 2)
+        mask = mask & (_iota(shape, axis) == (k - 1) // 2)
     return mask
 
 
@@ -104,11 +105,12 @@ def identity(
     resolve_dtype(name, dtype)
     default_dtype = dtype
 
+    @shardable(name, random=False)
     def init(
         key: Array,
         shape: Shape,
         dtype: DTypeLike | None = default_dtype,
-        out_sharding: OutSharding = None,
+        out_sharding: OutSharding = None,  # handled by @shardable
     ) -> Array:
         check_key(name, key)
         dims = check_shape(name, shape)
@@ -123,8 +125,8 @@ def identity(
                 "kernel use jaxinit.dirac."
             )
         if math.prod(dims) == 0:
-            return empty(dims, out_dtype, out_sharding)
-        rows, cols = (_iota(dims, a, out_sharding) for a in matrix_axes)
+            return empty(dims, out_dtype, None)
+        rows, cols = (_iota(dims, a) for a in matrix_axes)
         cdt = compute_dtype(out_dtype)
         return jnp.where(rows == cols, jnp.asarray(scale, cdt), 0).astype(out_dtype)
 
@@ -174,11 +176,12 @@ def dirac(groups: int = 1, scale: float = 1.0, dtype: DTypeLike | None = None) -
     resolve_dtype(name, dtype)
     default_dtype = dtype
 
+    @shardable(name, random=False)
     def init(
         key: Array,
         shape: Shape,
         dtype: DTypeLike | None = default_dtype,
-        out_sharding: OutSharding = None,
+        out_sharding: OutSharding = None,  # handled by @shardable
     ) -> Array:
         check_key(name, key)
         dims = _check_conv_shape(name, shape)
@@ -190,12 +193,12 @@ def dirac(groups: int = 1, scale: float = 1.0, dtype: DTypeLike | None = None) -
                 f"of groups={groups}; accepted: out_features divisible by groups."
             )
         if math.prod(dims) == 0:
-            return empty(dims, out_dtype, out_sharding)
+            return empty(dims, out_dtype, None)
         per_group_out = out // groups
         rank = len(dims)
-        j_in = _iota(dims, rank - 2, out_sharding)
-        j_out = _iota(dims, rank - 1, out_sharding) % per_group_out
-        taps = _centre_mask(dims, out_sharding) & (j_in == j_out)
+        j_in = _iota(dims, rank - 2)
+        j_out = _iota(dims, rank - 1) % per_group_out
+        taps = _centre_mask(dims) & (j_in == j_out)
         cdt = compute_dtype(out_dtype)
         return jnp.where(taps, jnp.asarray(scale, cdt), 0).astype(out_dtype)
 
@@ -247,11 +250,12 @@ def delta_orthogonal(
     resolve_dtype(name, dtype)
     default_dtype = dtype
 
+    @shardable(name)
     def init(
         key: Array,
         shape: Shape,
         dtype: DTypeLike | None = default_dtype,
-        out_sharding: OutSharding = None,
+        out_sharding: OutSharding = None,  # handled by @shardable
     ) -> Array:
         check_key(name, key)
         dims = _check_conv_shape(name, shape)
@@ -270,7 +274,7 @@ def delta_orthogonal(
                 "accepted: in <= out (the centre tap must have orthonormal rows)."
             )
         if math.prod(dims) == 0:
-            return empty(dims, out_dtype, out_sharding)
+            return empty(dims, out_dtype, None)
         cdt = compute_dtype(out_dtype)
         # JAX's orthogonal initializer on the 2D shape (in, out): the Q of an
         # (out, in) Gaussian, transposed when the columns are the out axis.
@@ -279,7 +283,7 @@ def delta_orthogonal(
         else:
             tap = jax.random.orthogonal(key, fan_out, (), cdt, fan_in).T
         tap = jnp.asarray(scale, cdt) * tap
-        centre = _centre_mask(dims, out_sharding)
+        centre = _centre_mask(dims)
         return jnp.where(centre, tap, jnp.zeros((), cdt)).astype(out_dtype)
 
     return init

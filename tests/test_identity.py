@@ -216,6 +216,7 @@ def test_delta_orthogonal_errors_name_the_argument():
 # --- sharding ---------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(120)
 def test_out_sharding_gives_the_unsharded_values():
     mesh = jax.make_mesh((8,), ("x",))
     cases = [
@@ -225,10 +226,11 @@ def test_out_sharding_gives_the_unsharded_values():
     ]
     for init, shape, spec in cases:
         unsharded = init(KEY, shape)
+        outputs = [init(KEY, shape, out_sharding=NamedSharding(mesh, spec))]  # no mesh context
         with jax.set_mesh(mesh):
-            sharded = init(KEY, shape, out_sharding=spec)
-            jitted = jax.jit(lambda k, init=init, shape=shape, spec=spec: init(
-                k, shape, out_sharding=spec))(KEY)
-        for w in (sharded, jitted):
+            outputs.append(init(KEY, shape, out_sharding=spec))
+            outputs.append(jax.jit(lambda k, init=init, shape=shape, spec=spec: init(
+                k, shape, out_sharding=spec))(KEY))
+        for w in outputs:
             assert w.sharding.is_equivalent_to(NamedSharding(mesh, spec), len(shape))
             np.testing.assert_array_equal(w, unsharded)
