@@ -1,5 +1,7 @@
 """Tests of identity, dirac and delta_orthogonal: exact identity / isometry under SAME convs."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -234,3 +236,7 @@ def test_out_sharding_gives_the_unsharded_values():
         for w in outputs:
             assert w.sharding.is_equivalent_to(NamedSharding(mesh, spec), len(shape))
             np.testing.assert_array_equal(w, unsharded)
+        # Each device builds its own shard: no communication in the program.
+        hlo = jax.jit(lambda k, init=init, shape=shape, spec=spec: init(
+            k, shape, out_sharding=NamedSharding(mesh, spec))).lower(KEY).compile().as_text()
+        assert not re.search(r"all-gather|all-reduce|all-to-all|collective-permute", hlo)
