@@ -17,6 +17,7 @@ from jaxinit.distributions import (
     uniform_range,
 )
 from jaxinit.fans import calculate_gain, compute_fans
+from jaxinit.identity import delta_orthogonal, dirac, eye, identity
 from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
 from jaxinit.sharding import NonPartitionableRandomWarning, shardable
 from jaxinit.variance_scaling import (
@@ -44,11 +45,15 @@ __all__ = [
     "calculate_gain",
     "compute_fans",
     "constant",
+    "delta_orthogonal",
+    "dirac",
+    "eye",
     "format_table",
     "glorot_normal",
     "glorot_uniform",
     "he_normal",
     "he_uniform",
+    "identity",
     "kaiming_normal",
     "kaiming_uniform",
     "lecun_normal",
