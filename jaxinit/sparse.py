@@ -8,6 +8,7 @@ units saturate less, and their responses stay diverse.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -58,11 +59,13 @@ def _floyd_subsets(key: Array, num_rows: int, n: int, m: int) -> Array:
     O(num_rows · m²), so it is used only for small ``m``.
     """
 
+    upper = jnp.arange(n - m + 1, n + 1, dtype=jnp.int32)  # step i draws from {0..n-m+i}
+    draws = jax.random.randint(key, (m, num_rows), 0, upper[:, None], dtype=jnp.int32)
+
     def step(i: Array, chosen: Array) -> Array:
-        j = n - m + i
-        t = jax.random.randint(jax.random.fold_in(key, i), (num_rows,), 0, j + 1)
+        t = draws[i]
         taken = jnp.any(chosen == t[:, None], axis=1)
-        return chosen.at[:, i].set(jnp.where(taken, j, t))
+        return chosen.at[:, i].set(jnp.where(taken, n - m + i, t))
 
     start = jnp.full((num_rows, m), -1, jnp.int32)
     return jax.lax.fori_loop(0, m, step, start)
@@ -86,6 +89,7 @@ def _uses_floyd(n: int, m: int) -> bool:
     return m * m <= 8 * n * max(math.log2(n), 1.0)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _sparse_rows(key: Array, num_rows: int, n: int, k: int, dtype: np.dtype) -> Array:
     """``(num_rows, n)`` with exactly k N(0, 1) entries per row at uniform random positions."""
     key_values, key_positions = jax.random.split(key)
