@@ -328,3 +328,20 @@ def test_spectral_radius_call_errors():
     with pytest.raises(TypeError, match="dtype=int32"):
         spectral_radius(1.0)(KEY, (4, 4), jnp.int32)
     assert spectral_radius(1.0)(KEY, (0, 0)).shape == (0, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_lstm_example_runs_and_writes_a_plot(tmp_path):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "examples" / "lstm_copy_task.py"
+    spec = importlib.util.spec_from_file_location("lstm_copy_task", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "lstm.png"
+    results = module.main(["--out", str(out), "--steps", "60", "--seq-len", "5", "--hidden", "8",
+                           "--task", "copy"])
+    assert out.stat().st_size > 0
+    assert set(results) == set(module.MODELS) and all(np.isfinite(list(results.values())))

@@ -241,3 +241,22 @@ def test_call_errors():
         sparse(3)(key, (5,))
     with pytest.raises(TypeError, match="not a PRNG key"):
         sparse(3)(0, (5, 5))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sparse_mlp_example_runs_and_writes_a_plot(tmp_path):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "examples" / "sparse_tanh_mlp.py"
+    spec = importlib.util.spec_from_file_location("sparse_tanh_mlp", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "mlp.png"
+    results = module.main(["--out", str(out), "--steps", "20", "--depth", "6", "--width", "64"])
+    assert out.stat().st_size > 0
+    # At init: small dense weights vanish with depth, unit-Gaussian dense ones saturate.
+    assert results["dense N(0, 0.01²)"]["last_layer_mean_abs"] < 1e-4
+    assert results["dense N(0, 1)"]["last_layer_mean_abs"] > 0.9
+    assert 0.05 < results["sparse k=15, N(0, 1/15)"]["last_layer_mean_abs"] < 0.9
