@@ -353,7 +353,9 @@ def estimate_spectral_radius(a: Array, num_squarings: int = 20) -> Array:
     late, less accurate factors count least). ``ρ ≤ ‖Aᵏ‖^(1/k) ≤ ρ·(κ·n)^(1/k)``
     for a diagonalizable A with eigenvector condition number κ, so with the
     default k = 2²⁰ the estimate is high by at most ``log(κ·n)/k`` relative
-    (≈ 2·10⁻⁵ for κ·n = 10⁹). Needs no eigendecomposition, so it runs on
+    (≈ 2·10⁻⁵ for κ·n = 10⁹; measured ≈ 1.5·10⁻⁶ for Gaussian matrices up to
+    n = 1024). Defective matrices converge too (a Jordan block of size m adds
+    ``(m-1)·log(k)/k``). Needs no eigendecomposition, so it runs on
     every backend and under ``jit``. Computed in float32 at least.
 
     Example:
@@ -401,8 +403,10 @@ def spectral_radius(
     * ``base="normal"`` or any initializer: the base matrix W is rescaled by
       ``radius / ρ̂(W)``, with ρ̂ from :func:`estimate_spectral_radius`
       (Gelfand's formula by repeated squaring: matmuls only, every backend,
-      under ``jit``; relative error ≲ 10⁻⁴ for Gaussian n ≤ 1024, measured
-      against float64 ``numpy.linalg.eig``). ``"normal"`` is W ~ N(0, 1/n),
+      under ``jit``; cost ``num_squarings`` n×n matmuls). Measured against
+      float64 ``numpy.linalg.eig`` for Gaussian n = 8…1024: relative error
+      ≈ 1.5·10⁻⁶ with the default 20 squarings (it falls as 1/2^num_squarings:
+      1.5·10⁻³ with 10, 10⁻⁴ with 14). ``"normal"`` is W ~ N(0, 1/n),
       whose spectral radius is ≈ 1 by the circular law; without the rescaling
       the radius of an n×n Gaussian fluctuates by O(√(log n / n)).
 

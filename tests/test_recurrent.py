@@ -235,16 +235,17 @@ def test_orthogonal_base_puts_every_eigenvalue_on_the_circle(radius):
 
 
 @pytest.mark.parametrize("n, radius", [(8, 0.9), (64, 1.0), (256, 2.0)])
-def test_normal_base_spectral_radius_within_1e_4(n, radius):
+def test_normal_base_spectral_radius_within_2e_5(n, radius):
     w = spectral_radius(radius, "normal")(jax.random.key(n), (2, n, n))
     rho = _radii(w).max(axis=-1)
-    # Gelfand estimate with k = 2^20: relative error <= log(κ·n)/k plus float32 rounding.
-    np.testing.assert_allclose(rho, radius, rtol=1e-4)
+    # Gelfand estimate with k = 2^20: high by at most log(κ·n)/k < 2e-5 for κ·n < 1e9 (measured
+    # ≈ 1.5e-6 up to n = 1024), plus float32 rounding of the rescaled matrix (~1e-7).
+    np.testing.assert_allclose(rho, radius, rtol=2e-5)
 
 
 def test_custom_base_is_rescaled():
     w = spectral_radius(0.7, jax.nn.initializers.lecun_normal())(KEY, (40, 40))
-    np.testing.assert_allclose(_radii(w).max(), 0.7, rtol=1e-4)
+    np.testing.assert_allclose(_radii(w).max(), 0.7, rtol=2e-5)
 
 
 def test_estimate_spectral_radius_on_known_matrices():
