@@ -14,7 +14,7 @@ exploding gradients):
 
 * ``flax default``: ``nnx.OptimizedLSTMCell`` as Flax builds it: the fused
   ``(h, 4h)`` recurrent kernel is one semi-orthogonal matrix (each gate block
-  has singular values near 1/2) and every bias is 0 (forget gate at 1/2).
+  has singular values in (0, 1), r.m.s. 1/2) and every bias is 0 (forget gate at 1/2).
 * ``gate-wise orthogonal + forget 1``: same cell with
   ``gate_blocks(orthogonal(), 4)`` (each gate block orthogonal) and
   ``lstm_bias(1.0)`` (Jozefowicz et al. 2015).

@@ -1,7 +1,7 @@
 """A deep tanh MLP: sparse initialization (Martens 2010) vs dense Gaussian initializations.
 
 Martens' sparse init gives every unit exactly k = 15 non-zero incoming
-weights, drawn from a unit Gaussian, so a unit's total input does not grow
+weights (unit Gaussian, as Sutskever et al. 2013 describe it), so a unit's total input does not grow
 with the width of the layer below. Compared here with the dense schemes of
 the source texts: "small random numbers" N(0, 0.01²) (activations vanish with
 depth), N(0, 1) (tanh units saturate) and LeCun N(0, 1/fan_in) as a reference.

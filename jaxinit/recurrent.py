@@ -95,7 +95,7 @@ def gate_blocks(init: Initializer, num_gates: int, *, axis: int = -1) -> Initial
     For a fused LSTM recurrent kernel ``(h, 4h)``,
     ``gate_blocks(orthogonal(), 4)`` gives four independent ``(h, h)``
     orthogonal blocks, whereas ``orthogonal()`` on the whole ``(h, 4h)`` kernel
-    gives orthonormal rows, so each block alone has singular values near 1/2.
+    gives orthonormal rows, so each block alone has singular values in (0, 1), r.m.s. 1/2.
     Works for kernels and for fused biases alike.
 
     Args:

@@ -1,6 +1,6 @@
 """Sparse initialization: every unit gets a fixed number of non-zero incoming weights.
 
-Martens (2010), "Deep learning via Hessian-free optimization", §5: each unit is
+Martens (2010), "Deep learning via Hessian-free optimization": each unit is
 connected to k = 15 randomly chosen inputs, the other weights are zero. The
 total input of a unit then does not grow with the size of the layer below, so
 units saturate less, and their responses stay diverse.
@@ -170,10 +170,10 @@ def sparse(
     independent of the fan-in: that is the point of the scheme.
 
     The default ``stddev=0.01`` is the "small Gaussian" of the sparse recipes
-    in the source texts and Lasagne's default. Martens' own experiments drew
-    the non-zeros from a unit Gaussian (``stddev=1.0``); ``stddev=1/sqrt(k)``
-    makes the pre-activation variance equal to E[x²] (unit gain). Biases are
-    usually 0 (``jaxinit.zeros``).
+    in the source texts and Lasagne's default. Sutskever et al. (2013) describe
+    Martens' scheme with unit-Gaussian non-zeros (``stddev=1.0``);
+    ``stddev=1/sqrt(k)`` makes the pre-activation variance equal to E[x²]
+    (unit gain). Biases are usually 0 (``jaxinit.zeros``).
 
     Sampling is vectorized over units (no loop over units): the positions are
     drawn by Floyd's subset algorithm (O(k²) per unit, exact) when k, or the

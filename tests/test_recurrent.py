@@ -32,7 +32,7 @@ def test_gate_blocks_makes_each_block_orthogonal():
     assert_orthogonal(blocks, batch_axis=0)
     assert not np.allclose(blocks[0], blocks[1])
     # Why it matters: orthogonal() on the whole (h, 4h) kernel gives orthonormal rows, so a
-    # single gate block is far from orthogonal (singular values around 1/2).
+    # single gate block is far from orthogonal (singular values in (0, 1), r.m.s. 1/2).
     whole = np.asarray(jax.nn.initializers.orthogonal()(KEY, (h, 4 * h)))
     singular = np.linalg.svd(whole[:, :h], compute_uv=False)
     assert singular.max() < 0.95
