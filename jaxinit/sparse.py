@@ -89,18 +89,28 @@ def _uses_floyd(n: int, m: int) -> bool:
     return m * m <= 8 * n * max(math.log2(n), 1.0)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _sparse_rows(key: Array, num_rows: int, n: int, k: int, dtype: np.dtype) -> Array:
+def _sampling_method(n: int, k: int) -> str:
+    """How to place k non-zeros among n: all of them, Floyd on the kept or zero set, or a sort."""
+    if k >= n:
+        return "dense"
+    if k <= n - k:
+        return "floyd_kept" if _uses_floyd(n, k) else "sort"
+    return "floyd_zeros" if _uses_floyd(n, n - k) else "sort"
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+def _sparse_rows(key: Array, num_rows: int, n: int, k: int, dtype: np.dtype, method: str
+                 ) -> Array:
     """``(num_rows, n)`` with exactly k N(0, 1) entries per row at uniform random positions."""
     key_values, key_positions = jax.random.split(key)
-    if k >= n:
+    if method == "dense":
         return jax.random.normal(key_values, (num_rows, n), dtype)
     rows = jnp.arange(num_rows)[:, None]
-    if k <= n - k and _uses_floyd(n, k):
+    if method == "floyd_kept":
         positions = _floyd_subsets(key_positions, num_rows, n, k)
         values = jax.random.normal(key_values, (num_rows, k), dtype)
         return jnp.zeros((num_rows, n), dtype).at[rows, positions].set(values)
-    if k > n - k and _uses_floyd(n, n - k):
+    if method == "floyd_zeros":
         zeros_at = _floyd_subsets(key_positions, num_rows, n, n - k)
         keep = jnp.ones((num_rows, n), bool).at[rows, zeros_at].set(False)
     else:
@@ -248,7 +258,8 @@ def sparse(
         # Work on a (units, fan_in) matrix: units are batch × out positions.
         order = (*batch, *outs, *receptive, *ins)
         num_units = math.prod(dims[a] for a in (*batch, *outs))
-        rows = _sparse_rows(key, num_units, fan_in, k, cdt) * jnp.array(stddev, cdt)
+        method = _sampling_method(fan_in, k)
+        rows = _sparse_rows(key, num_units, fan_in, k, cdt, method) * jnp.array(stddev, cdt)
         w = rows.reshape([dims[a] for a in order]).transpose(np.argsort(order))
         return constrain(w.astype(out_dtype), out_sharding)
 

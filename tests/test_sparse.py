@@ -1,5 +1,6 @@
 """sparse: exact counts per unit, N(0, stddev²) values, uniform positions, fan-in-free variance."""
 
+import importlib
 import itertools
 import math
 
@@ -10,9 +11,14 @@ import pytest
 import scipy.stats
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-import jaxinit.sparse as sparse_module
 from jaxinit.sparse import nonzero_count, sparse
 from jaxinit.testing import assert_ks, assert_variance
+
+
+def _force_path(monkeypatch, floyd):
+    # The module, not the function `jaxinit.sparse` the package exports under the same name.
+    sparse_module = importlib.import_module("jaxinit.sparse")
+    monkeypatch.setattr(sparse_module, "_uses_floyd", lambda n, m: floyd)
 
 
 def units_by_fan_in(w, in_axis=-2, out_axis=-1, batch_axis=()):
@@ -53,6 +59,24 @@ def test_exactly_k_nonzeros_per_unit(shape, count, kwargs, expected_k):
     assert nonzero_count(fan_in, **count) == expected_k
 
 
+def test_sampling_method_of_the_count_cases():
+    # The shapes above exercise every sampling path.
+    method = importlib.import_module("jaxinit.sparse")._sampling_method
+    assert method(784, 15) == "floyd_kept"
+    assert method(10, 15) == method(36, 36) == "dense"
+    assert method(1000, 500) == "sort"
+    assert method(1000, 990) == method(1000, 999) == "floyd_zeros"
+
+
+def test_forcing_the_path_changes_the_sampler(monkeypatch):
+    """Guards the forced-path tests below: the path is part of the compiled program's key."""
+    _force_path(monkeypatch, True)
+    floyd = sparse(5)(jax.random.key(3), (50, 40))
+    _force_path(monkeypatch, False)
+    by_sort = sparse(5)(jax.random.key(3), (50, 40))
+    assert not np.array_equal(np.asarray(floyd) != 0, np.asarray(by_sort) != 0)
+
+
 def test_nonzero_count_conventions():
     # PyTorch's rounding: ceil(f * fan_in) zeros; Lasagne's: int(f * fan_in) kept.
     assert nonzero_count(7, zero_fraction=0.5) == 3
@@ -78,10 +102,6 @@ def test_default_stddev_is_0_01():
     w = sparse(15)(jax.random.key(2), (200, 2000))
     values = np.asarray(w)[np.asarray(w) != 0]
     assert_ks(values, "norm", (0.0, 0.01))
-
-
-def _force_path(monkeypatch, floyd):
-    monkeypatch.setattr(sparse_module, "_uses_floyd", lambda n, m: floyd)
 
 
 @pytest.mark.parametrize("floyd", [True, False])
