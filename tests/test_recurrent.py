@@ -80,6 +80,14 @@ def test_lstm_bias_on_nnx_optimized_lstm_cell():
     np.testing.assert_array_equal(bias, [0] * h + [1] * h + [0] * 2 * h)
 
 
+def test_gate_bias_keeps_the_base_for_other_gates():
+    b = gate_bias({"o": -2.0, "i": 3.0}, ("i", "f", "g", "o"), base=jax.nn.initializers.ones)(
+        KEY, (2, 8), jnp.bfloat16)
+    assert b.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(b, np.float32),
+                                  np.tile([3, 3, 1, 1, 1, 1, -2, -2], (2, 1)))
+
+
 def test_gate_bias_slices_are_the_gates_the_nnx_optimized_cell_uses():
     """Zero kernels, forget gate saturated open and input gate closed: the cell keeps c exactly."""
     h = 4
