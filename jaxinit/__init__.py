@@ -8,6 +8,7 @@ linen or nnx modules. ``zeros`` and ``ones`` are initializers themselves.
 
 from jaxinit.constant import constant, ones, zeros
 from jaxinit.core import Initializer
+from jaxinit.diagnostics import LayerStats, format_table, layer_statistics, plot_statistics
 from jaxinit.distributions import (
     normal,
     symmetric_uniform,
@@ -16,6 +17,8 @@ from jaxinit.distributions import (
     uniform_range,
 )
 from jaxinit.fans import calculate_gain, compute_fans
+from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
+from jaxinit.sharding import NonPartitionableRandomWarning, shardable
 from jaxinit.variance_scaling import (
     glorot_normal,
     glorot_uniform,
@@ -34,9 +37,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Initializer",
+    "LSUVLayer",
+    "LSUVReport",
+    "LayerStats",
+    "NonPartitionableRandomWarning",
     "calculate_gain",
     "compute_fans",
     "constant",
+    "format_table",
     "glorot_normal",
     "glorot_uniform",
     "he_normal",
@@ -44,9 +52,13 @@ __all__ = [
     "kaiming_normal",
     "kaiming_uniform",
     "lecun_normal",
+    "layer_statistics",
     "lecun_uniform",
+    "lsuv",
     "normal",
     "ones",
+    "plot_statistics",
+    "shardable",
     "symmetric_uniform",
     "truncated_normal",
     "uniform",

@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxinit
 
@@ -77,3 +79,28 @@ def test_calculate_gain_errors():
         jaxinit.calculate_gain("relu", 0.1)
     with pytest.raises(ValueError, match="finite real negative slope"):
         jaxinit.calculate_gain("leaky_relu", float("nan"))
+
+
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=2, max_size=5),
+    data=st.data(),
+)
+@settings(max_examples=200, deadline=None)
+def test_compute_fans_properties(shape, data):
+    ndim = len(shape)
+    axes = data.draw(st.permutations(range(ndim)))
+    n_in = data.draw(st.integers(1, ndim - 1))
+    n_out = data.draw(st.integers(1, ndim - n_in))
+    n_batch = data.draw(st.integers(0, ndim - n_in - n_out))
+    in_axis, out_axis = axes[:n_in], axes[n_in:n_in + n_out]
+    batch_axis = axes[n_in + n_out:n_in + n_out + n_batch]
+    fan_in, fan_out = jaxinit.compute_fans(shape, in_axis, out_axis, batch_axis)
+    in_size = math.prod(shape[a] for a in in_axis)
+    out_size = math.prod(shape[a] for a in out_axis)
+    batch_size = math.prod(shape[a] for a in batch_axis)
+    # Both fans share one receptive field; together they cover the whole shape.
+    assert fan_in * out_size == fan_out * in_size
+    assert fan_in // in_size * in_size * out_size * batch_size == math.prod(shape)
+    # Negative spellings of the same axes give the same fans.
+    negative = [a - ndim for a in in_axis]
+    assert jaxinit.compute_fans(shape, negative, out_axis, batch_axis) == (fan_in, fan_out)

@@ -1,0 +1,112 @@
+"""``python -m jaxinit``: the catalogue, with each scheme's target against what it measures.
+
+``python -m jaxinit diagnose --help`` runs the signal-propagation diagnostics.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxinit
+
+SHAPE = (3, 3, 64, 128)  # an HWIO conv kernel: fan_in = 576, fan_out = 1152
+FAN_IN, FAN_OUT = jaxinit.compute_fans(SHAPE)
+
+
+class Row(NamedTuple):
+    name: str
+    formula: str
+    init: jaxinit.Initializer
+    target: str
+    measure: Callable[[np.ndarray], str]
+
+
+# Relative standard error of a sample std over SHAPE's entries (Gaussian approximation).
+STD_REL_SE = 1 / math.sqrt(2 * (math.prod(SHAPE) - 1))
+
+
+def _std_row(name: str, formula: str, init: jaxinit.Initializer, std: float) -> Row:
+    return Row(name, formula, init, f"std {std:.5f}",
+               lambda w: f"std {w.std():.5f} ({(w.std() / std - 1) / STD_REL_SE:+.1f} s.e.)")
+
+
+def catalogue() -> list[Row]:
+    """One row per scheme, its formula and its target for ``SHAPE``."""
+    avg = (FAN_IN + FAN_OUT) / 2
+    rows = [
+        Row("zeros", "0 (biases)", jaxinit.zeros, "all 0", lambda w: f"max|w| {abs(w).max():g}"),
+        Row("ones", "1", jaxinit.ones, "all 1", lambda w: f"mean {w.mean():g}"),
+        Row("constant(0.01)", "0.01 (ReLU biases)", jaxinit.constant(0.01), "all 0.01",
+            lambda w: f"mean {w.mean():g}"),
+        _std_row("normal(0.01)", "N(0, 0.01²): small random numbers", jaxinit.normal(0.01), 0.01),
+        _std_row("normal(0.1)", "N(0, 0.1²): RBM weights (Hinton 2010)", jaxinit.normal(0.1), 0.1),
+        _std_row("uniform(0.01)", "U[0, 0.01) (JAX's convention)", jaxinit.uniform(0.01),
+                 0.01 / math.sqrt(12)),
+        _std_row("symmetric_uniform(0.05)", "U(-0.05, 0.05)", jaxinit.symmetric_uniform(0.05),
+                 0.05 / math.sqrt(3)),
+        _std_row("truncated_normal(0.01)", "0.01·N(0,1) cut to (-2, 2)",
+                 jaxinit.truncated_normal(0.01), 0.01 * 0.87962566103423978),
+        _std_row("glorot_uniform", "U(±√(6/(fan_in+fan_out))): tanh", jaxinit.glorot_uniform(),
+                 math.sqrt(1 / avg)),
+        _std_row("glorot_uniform(gain=4)", "4·U(±√(6/(fan_in+fan_out))): sigmoid",
+                 jaxinit.glorot_uniform(gain=4.0), 4 * math.sqrt(1 / avg)),
+        _std_row("glorot_normal", "std √(2/(fan_in+fan_out))", jaxinit.glorot_normal(),
+                 math.sqrt(1 / avg)),
+        _std_row("he_normal", "std √(2/fan_in): ReLU", jaxinit.he_normal(),
+                 math.sqrt(2 / FAN_IN)),
+        _std_row("he_uniform", "U(±√(6/fan_in))", jaxinit.he_uniform(), math.sqrt(2 / FAN_IN)),
+        _std_row("he_normal(negative_slope=0.2)", "std √(2/((1+a²)·fan_in)): leaky ReLU",
+                 jaxinit.he_normal(negative_slope=0.2), math.sqrt(2 / (1.04 * FAN_IN))),
+        _std_row("lecun_normal", "std 1/√fan_in: randn(n)/√n", jaxinit.lecun_normal(),
+                 math.sqrt(1 / FAN_IN)),
+        _std_row("lecun_uniform", "U(±√(3/fan_in))", jaxinit.lecun_uniform(),
+                 math.sqrt(1 / FAN_IN)),
+        _std_row("variance_scaling(1, fan_geo_avg)", "std 1/(fan_in·fan_out)^¼",
+                 jaxinit.variance_scaling(1.0, "fan_geo_avg", "normal"),
+                 (FAN_IN * FAN_OUT) ** -0.25),
+    ]
+    return rows
+
+
+def print_catalogue(seed: int = 0) -> None:
+    print(f"jaxinit {jaxinit.__version__} on {jax.default_backend()}: every scheme for a "
+          f"conv kernel of shape {SHAPE} (fan_in={FAN_IN}, fan_out={FAN_OUT}), float32\n")
+    header = f"{'scheme':34} {'formula':42} {'target':22} measured"
+    print(header)
+    print("-" * len(header))
+    key = jax.random.key(seed)
+    for row in catalogue():
+        key, sub = jax.random.split(key)
+        w = np.asarray(row.init(sub, SHAPE, jnp.float32))
+        print(f"{row.name:34} {row.formula:42} {row.target:22} {row.measure(w)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "diagnose":
+        from jaxinit.diagnose_cli import main as diagnose
+
+        return diagnose(args[1:])
+    if args:
+        print("usage: python -m jaxinit [diagnose ...]", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    print_catalogue()
+    from jaxinit.diagnose_cli import summary_table
+
+    print("\nSignal propagation at init (python -m jaxinit diagnose draws it):")
+    print(summary_table(("he_normal", "lecun_normal", "glorot_uniform"), depth=20, width=128))
+    print(f"\ndone in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

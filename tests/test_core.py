@@ -1,0 +1,100 @@
+"""The initializer contract: protocol, purity under jit/vmap, keys, dtypes, zero-size shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxinit
+
+KEY = jax.random.key(1)
+INITS = {
+    "zeros": jaxinit.zeros,
+    "ones": jaxinit.ones,
+    "constant": jaxinit.constant(0.5),
+    "normal": jaxinit.normal(),
+    "uniform": jaxinit.uniform(),
+    "uniform_range": jaxinit.uniform_range(-1.0, 2.0),
+    "symmetric_uniform": jaxinit.symmetric_uniform(),
+    "truncated_normal": jaxinit.truncated_normal(),
+    "glorot_uniform": jaxinit.glorot_uniform(),
+    "glorot_normal": jaxinit.glorot_normal(),
+    "he_uniform": jaxinit.he_uniform(),
+    "he_normal": jaxinit.he_normal(),
+    "lecun_uniform": jaxinit.lecun_uniform(),
+    "lecun_normal": jaxinit.lecun_normal(),
+}
+
+_ji = jax.nn.initializers
+INITS_JAX = {
+    "zeros": _ji.zeros, "ones": _ji.ones, "constant": _ji.constant(0.5), "normal": _ji.normal(),
+    "uniform": _ji.uniform(), "truncated_normal": _ji.truncated_normal(),
+    "glorot_uniform": _ji.glorot_uniform(), "glorot_normal": _ji.glorot_normal(),
+    "he_uniform": _ji.he_uniform(), "he_normal": _ji.he_normal(),
+    "lecun_uniform": _ji.lecun_uniform(), "lecun_normal": _ji.lecun_normal(),
+}
+
+
+@pytest.mark.parametrize("name", INITS)
+def test_is_an_initializer(name):
+    assert isinstance(INITS[name], jaxinit.Initializer)
+
+
+@pytest.mark.parametrize("name", INITS)
+def test_pure_and_jit_agrees_with_eager(name):
+    init = INITS[name]
+    eager = init(KEY, (6, 10))
+    jitted = jax.jit(init, static_argnums=(1, 2))(KEY, (6, 10), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(eager), np.asarray(init(KEY, (6, 10))))
+    # Under jit, XLA may fold the final multiplications by constants in another order
+    # (as it does for jax.nn.initializers): equal to within 2 ulp of float32.
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=2.4e-7, atol=0)
+    if hasattr(jax.nn.initializers, name):
+        jax_init = INITS_JAX[name]
+        theirs = jax.jit(jax_init, static_argnums=(1, 2))(KEY, (6, 10), jnp.float32)
+        np.testing.assert_array_equal(np.asarray(jitted), np.asarray(theirs))
+
+
+@pytest.mark.parametrize("name", ["normal", "he_normal", "glorot_uniform"])
+def test_vmap_over_keys_gives_independent_draws(name):
+    keys = jax.random.split(KEY, 3)
+    ws = jax.vmap(lambda k: INITS[name](k, (8, 8)))(keys)
+    assert ws.shape == (3, 8, 8)
+    assert not np.array_equal(np.asarray(ws[0]), np.asarray(ws[1]))
+    np.testing.assert_allclose(np.asarray(ws[2]), np.asarray(INITS[name](keys[2], (8, 8))),
+                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", INITS)
+@pytest.mark.parametrize("shape", [(0, 5), (3, 0), (2, 0, 4, 4)])
+def test_zero_size_shapes(name, shape):
+    w = INITS[name](KEY, shape)
+    assert w.shape == shape and w.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", ["normal", "uniform", "he_normal", "zeros"])
+def test_legacy_and_typed_keys_agree(name):
+    legacy = INITS[name](jax.random.PRNGKey(4), (5, 5))
+    typed = INITS[name](jax.random.wrap_key_data(jax.random.PRNGKey(4)), (5, 5))
+    np.testing.assert_array_equal(np.asarray(legacy), np.asarray(typed))
+
+
+def test_default_dtype_follows_x64():
+    with jax.enable_x64(True):
+        assert jaxinit.he_normal()(jax.random.key(0), (3, 3)).dtype == jnp.float64
+        assert jaxinit.zeros(jax.random.key(0), (3,)).dtype == jnp.float64
+    assert jaxinit.he_normal()(KEY, (3, 3)).dtype == jnp.float32
+
+
+def test_factory_dtype_is_the_default():
+    init = jaxinit.normal(dtype=jnp.bfloat16)
+    assert init(KEY, (2, 2)).dtype == jnp.bfloat16
+    assert init(KEY, (2, 2), jnp.float32).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("dtype", [jnp.float8_e4m3fn, jnp.float16, jnp.bfloat16])
+def test_low_precision_outputs_are_finite(dtype):
+    for name in ["normal", "he_normal", "glorot_uniform", "truncated_normal"]:
+        w = INITS[name](KEY, (64, 64), dtype)
+        assert w.dtype == dtype
+        assert bool(jnp.all(jnp.isfinite(w.astype(jnp.float32))))
