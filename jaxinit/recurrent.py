@@ -35,7 +35,7 @@ from jaxinit.core import (
     empty,
     resolve_dtype,
 )
-from jaxinit.sparse import constrain
+from jaxinit.sharding import shardable
 
 __all__ = [
     "GATE_ORDERS",
@@ -118,6 +118,7 @@ def gate_blocks(init: Initializer, num_gates: int, *, axis: int = -1) -> Initial
     if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
         raise TypeError(f"{name}: axis={axis!r} must be an int.")
 
+    @shardable(name)
     def blocks_init(key: Array, shape: Shape, dtype: DTypeLike | None = None,
                     out_sharding: OutSharding = None) -> Array:
         check_key(name, key)
@@ -126,8 +127,10 @@ def gate_blocks(init: Initializer, num_gates: int, *, axis: int = -1) -> Initial
         if 0 in dims:
             return empty(dims, resolve_dtype(name, dtype), out_sharding)
         # A Python loop over the (few) gates keeps each factorization unbatched.
-        parts = [init(jax.random.fold_in(key, g), block, dtype) for g in range(num_gates)]
-        return constrain(jnp.concatenate(parts, axis=axis), out_sharding)
+        keys = [jax.random.fold_in(key, g) for g in range(num_gates)]
+        # Without a dtype, the base keeps its own default dtype.
+        parts = [init(k, block) if dtype is None else init(k, block, dtype) for k in keys]
+        return jnp.concatenate(parts, axis=axis)
 
     return blocks_init
 
@@ -194,6 +197,7 @@ def gate_bias(
         raise TypeError(f"{name}: base={base!r} must be an initializer (a callable).")
     num_gates = len(order)
 
+    @shardable(name)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = None,
              out_sharding: OutSharding = None) -> Array:
         check_key(name, key)
@@ -206,7 +210,7 @@ def gate_bias(
         for g, gate in enumerate(order):
             if gate in constants:
                 b = jnp.where(gate_of_column == g, jnp.array(constants[gate], out_dtype), b)
-        return constrain(b.astype(out_dtype), out_sharding)
+        return b.astype(out_dtype)
 
     return init
 
@@ -333,13 +337,14 @@ def irnn(scale: float = 1.0, dtype: DTypeLike | None = None) -> Initializer:
     scale = check_real_scalar(name, "scale", scale, positive=True)
     default_dtype = dtype
 
+    @shardable(name, random=False)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         check_key(name, key)
         dims = _square_matrices(name, shape)
         out_dtype = resolve_dtype(name, dtype)
         eye = jnp.eye(dims[-1], dtype=out_dtype) * jnp.array(scale, out_dtype)
-        return constrain(jnp.broadcast_to(eye, dims), out_sharding)
+        return jnp.broadcast_to(eye, dims)
 
     return init
 
@@ -410,7 +415,9 @@ def spectral_radius(
       whose spectral radius is ≈ 1 by the circular law; without the rescaling
       the radius of an n×n Gaussian fluctuates by O(√(log n / n)).
 
-    ``jnp.linalg.eig`` is not used: it is implemented only on CPU.
+    ``jnp.linalg.eig`` is not used: it is implemented only on CPU. With
+    ``out_sharding`` the estimate's reductions are partitioned as well, so a
+    non-orthogonal base may differ from the unsharded values by an ulp or so.
 
     Regimes: radius < 1 stable (states and gradients of h ← W h decay),
     = 1 critical, > 1 growing / chaotic for tanh networks (seed text:
@@ -444,6 +451,7 @@ def spectral_radius(
         raise ValueError(f"{name}: num_squarings={num_squarings!r} must be an int in [1, 60].")
     default_dtype = dtype
 
+    @shardable(name)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         check_key(name, key)
@@ -455,14 +463,14 @@ def spectral_radius(
         n = dims[-1]
         if base == "orthogonal":
             q = _orthogonal(key, dims, cdt)
-            return constrain((q * jnp.array(radius, cdt)).astype(out_dtype), out_sharding)
+            return (q * jnp.array(radius, cdt)).astype(out_dtype)
         if base == "normal":
             w = jax.random.normal(key, dims, cdt) / jnp.array(math.sqrt(n), cdt)
         else:
             w = jnp.asarray(base(key, dims, cdt), cdt)  # type: ignore[operator]
         rho = estimate_spectral_radius(w, num_squarings)[..., None, None]
         w = w * (jnp.array(radius, rho.dtype) / rho).astype(cdt)
-        return constrain(w.astype(out_dtype), out_sharding)
+        return w.astype(out_dtype)
 
     return init
 

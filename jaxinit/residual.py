@@ -26,7 +26,7 @@ from jaxinit.core import (
     check_shape,
     resolve_dtype,
 )
-from jaxinit.sparse import constrain
+from jaxinit.sharding import shardable
 from jaxinit.variance_scaling import lecun_normal
 
 __all__ = ["residual_projection", "residual_zero", "scaled"]
@@ -55,10 +55,12 @@ def scaled(init: Initializer, factor: float) -> Initializer:
     if factor == 0:
         raise ValueError(f"{name}: factor=0 zeroes the weights; use jaxinit.residual_zero.")
 
+    @shardable(name)
     def scaled_init(key: Array, shape: Shape, dtype: DTypeLike | None = None,
                     out_sharding: OutSharding = None) -> Array:
-        w = init(key, shape, dtype)
-        return constrain(w * jnp.array(factor, w.dtype), out_sharding)
+        # Without a dtype, the base keeps its own default dtype.
+        w = init(key, shape) if dtype is None else init(key, shape, dtype)
+        return w * jnp.array(factor, w.dtype)
 
     return scaled_init
 
@@ -111,10 +113,11 @@ def residual_zero(dtype: DTypeLike | None = None) -> Initializer:
     name = "jaxinit.residual_zero"
     default_dtype = dtype
 
+    @shardable(name, random=False)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         check_key(name, key)
         dims = check_shape(name, shape)
-        return jnp.zeros(dims, resolve_dtype(name, dtype), out_sharding=out_sharding)
+        return jnp.zeros(dims, resolve_dtype(name, dtype))
 
     return init

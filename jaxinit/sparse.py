@@ -30,17 +30,11 @@ from jaxinit.core import (
     resolve_dtype,
 )
 from jaxinit.fans import fan_axes
+from jaxinit.sharding import shardable
 
-__all__ = ["constrain", "nonzero_count", "sparse"]
+__all__ = ["nonzero_count", "sparse"]
 
 _NAME = "jaxinit.sparse"
-
-
-def constrain(w: Array, out_sharding: OutSharding) -> Array:
-    """Places ``w`` on ``out_sharding`` (the ``out_sharding`` of ``jax.random`` samplers)."""
-    if out_sharding is None:
-        return w
-    return jax.sharding.reshard(w, out_sharding)
 
 
 def _check_fraction(arg_name: str, value: float) -> float:
@@ -238,6 +232,7 @@ def sparse(
     (count_name, count_value), = given.items()
     default_dtype = dtype
 
+    @shardable(_NAME)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         check_key(_NAME, key)
@@ -261,6 +256,6 @@ def sparse(
         method = _sampling_method(fan_in, k)
         rows = _sparse_rows(key, num_units, fan_in, k, cdt, method) * jnp.array(stddev, cdt)
         w = rows.reshape([dims[a] for a in order]).transpose(np.argsort(order))
-        return constrain(w.astype(out_dtype), out_sharding)
+        return w.astype(out_dtype)
 
     return init

@@ -354,3 +354,27 @@ def test_lstm_example_runs_and_writes_a_plot(tmp_path):
                            "--task", "copy"])
     assert out.stat().st_size > 0
     assert set(results) == set(module.MODELS) and all(np.isfinite(list(results.values())))
+
+
+def test_out_sharding_of_the_recurrent_initializers():
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+    mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Explicit,))
+    sharding = NamedSharding(mesh, PartitionSpec(None, "d"))
+    cases = [
+        (gate_blocks(jax.nn.initializers.orthogonal(), 4), (16, 64)),
+        (lstm_bias(), (2, 32)),
+        (irnn(), (16, 16)),
+        (spectral_radius(0.9), (16, 16)),
+    ]
+    for init, shape in cases:
+        plain = jax.jit(init, static_argnums=1)(KEY, shape)
+        sharded = init(KEY, shape, out_sharding=sharding)
+        assert sharded.sharding.is_equivalent_to(sharding, 2)
+        np.testing.assert_array_equal(sharded, plain)
+    # The Gelfand estimate's reductions are partitioned too: equal up to float32 rounding.
+    init = spectral_radius(1.1, "normal")
+    plain = jax.jit(init, static_argnums=1)(KEY, (16, 16))
+    sharded = init(KEY, (16, 16), out_sharding=sharding)
+    assert sharded.sharding.is_equivalent_to(sharding, 2)
+    np.testing.assert_allclose(sharded, plain, rtol=1e-6, atol=1e-7)

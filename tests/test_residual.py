@@ -74,3 +74,18 @@ def test_errors():
         residual_projection(4, branches_per_layer=0)
     with pytest.raises(TypeError, match="dtype=int32"):
         residual_zero()(KEY, (2,), jnp.int32)
+
+
+def test_out_sharding_and_base_default_dtype():
+    import jax.numpy as jnp
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+    mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Explicit,))
+    sharding = NamedSharding(mesh, PartitionSpec("d"))
+    for init in (residual_projection(4), residual_zero()):
+        plain = jax.jit(init, static_argnums=1)(KEY, (16, 8))
+        sharded = init(KEY, (16, 8), out_sharding=sharding)
+        assert sharded.sharding.is_equivalent_to(sharding, 2)
+        np.testing.assert_array_equal(sharded, plain)
+    # Without a dtype the wrapped initializer keeps its own default dtype.
+    assert scaled(normal(0.1, jnp.bfloat16), 0.5)(KEY, (2, 2)).dtype == jnp.bfloat16
