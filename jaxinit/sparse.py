@@ -170,7 +170,7 @@ def sparse(
       (Lasagne's ``Sparse(sparsity=f)``).
 
     Both products are rounded in float64 as those libraries do, so e.g.
-    ``zero_fraction=0.7`` with ``fan_in=10`` zeroes ceil(7.000000000000001) = 8.
+    ``zero_fraction=0.28`` with ``fan_in=25`` zeroes ceil(7.000000000000001) = 8.
 
     With inputs of second moment E[x²], a unit's pre-activation
     :math:`s = \sum_i w_i x_i` has variance :math:`k\,\mathrm{stddev}^2\,E[x^2]`,

@@ -83,7 +83,7 @@ def test_nonzero_count_conventions():
     assert nonzero_count(7, nonzero_fraction=0.5) == 3
     assert nonzero_count(9, zero_fraction=0.1) == 8
     assert nonzero_count(9, nonzero_fraction=0.1) == 0
-    assert nonzero_count(10, zero_fraction=0.7) == 2  # ceil(0.7 * 10) = ceil(7.000000000000001)
+    assert nonzero_count(25, zero_fraction=0.28) == 17  # ceil(0.28 * 25) = ceil(7.000000000000001)
 
 
 @pytest.mark.parametrize(
