@@ -27,7 +27,9 @@ from jaxinit.distributions import (
     uniform,
     uniform_range,
 )
+from jaxinit.identity import dirac, identity
 from jaxinit.sharding import NonPartitionableRandomWarning, check_out_sharding, shardable
+from jaxinit.sparse import sparse
 from jaxinit.variance_scaling import (
     glorot_normal,
     glorot_uniform,
@@ -75,7 +77,12 @@ IDS = [case[0] for case in CASES]
 # (name, initializer, shape, dtype, spec, large shape). Each row is compiled
 # on its own -- several batched LAPACK calls in one CPU program can deadlock --
 # and under a timeout.
-STRUCTURED_CASES: list[tuple] = []
+BATCHED = P(("x", "y"))  # the leading (batch) axis split 8 ways on every mesh
+STRUCTURED_CASES: list[tuple] = [
+    ("identity_stack", identity(0.5, batch_axis=0), (8, 4, 4), None, BATCHED, (64, 256, 256)),
+    ("dirac", dirac(), (3, 3, 8, 8), None, P(None, None, None, ("x", "y")), (3, 3, 256, 256)),
+    ("sparse_stack", sparse(5, batch_axis=0), (8, 32, 16), None, BATCHED, (64, 256, 256)),
+]
 STRUCTURED_IDS = [case[0] for case in STRUCTURED_CASES]
 
 MESH_SHAPES = [(1, 8), (2, 4), (8, 1)]
