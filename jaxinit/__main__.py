@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxinit
+from jaxinit.testing import orthogonality_error
 
 SHAPE = (3, 3, 64, 128)  # an HWIO conv kernel: fan_in = 576, fan_out = 1152
 FAN_IN, FAN_OUT = jaxinit.compute_fans(SHAPE)
@@ -36,6 +37,17 @@ STD_REL_SE = 1 / math.sqrt(2 * (math.prod(SHAPE) - 1))
 def _std_row(name: str, formula: str, init: jaxinit.Initializer, std: float) -> Row:
     return Row(name, formula, init, f"std {std:.5f}",
                lambda w: f"std {w.std():.5f} ({(w.std() / std - 1) / STD_REL_SE:+.1f} s.e.)")
+
+
+def _nonzeros_per_unit(w: np.ndarray) -> str:
+    counts = np.count_nonzero(w.reshape(-1, w.shape[-1]), axis=0)
+    return f"{counts.min()}..{counts.max()} non-zeros/unit"
+
+
+def _centre_tap_error(w: np.ndarray) -> str:
+    centre = w[tuple(k // 2 for k in w.shape[:-2])]
+    off_centre = np.count_nonzero(w) - np.count_nonzero(centre)
+    return f"max|WWᵀ-I| {orthogonality_error(centre):.1e}, {off_centre} off-centre non-zeros"
 
 
 def catalogue() -> list[Row]:
@@ -72,6 +84,12 @@ def catalogue() -> list[Row]:
         _std_row("variance_scaling(1, fan_geo_avg)", "std 1/(fan_in·fan_out)^¼",
                  jaxinit.variance_scaling(1.0, "fan_geo_avg", "normal"),
                  (FAN_IN * FAN_OUT) ** -0.25),
+        Row("sparse(15, stddev=1)", "15 N(0,1) inputs per unit (Martens 2010)",
+            jaxinit.sparse(15, stddev=1.0), "15 non-zeros/unit", _nonzeros_per_unit),
+        Row("dirac()", "centre tap copies channel i to i", jaxinit.dirac(), "64 ones",
+            lambda w: f"{int((w == 1).sum())} ones, sum {w.sum():g}"),
+        Row("delta_orthogonal()", "orthogonal centre tap (Xiao et al. 2018)",
+            jaxinit.delta_orthogonal(), "max|WWᵀ-I| ~ 1e-6", _centre_tap_error),
     ]
     return rows
 
@@ -100,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     print_catalogue()
+    from jaxinit.diagnose_cli import summary_table
+
+    print("\nSignal propagation at init (python -m jaxinit diagnose draws it):")
+    print(summary_table(("he_normal", "lecun_normal", "glorot_uniform"), depth=20, width=128))
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -16,6 +16,7 @@ from jaxinit.core import (
     check_shape,
     resolve_dtype,
 )
+from jaxinit.sharding import shardable
 
 __all__ = ["constant", "ones", "zeros"]
 
@@ -27,6 +28,7 @@ def _full(name: str, key: Array, shape: Shape, dtype: DTypeLike | None, value: A
     return jnp.full(dims, value, resolve_dtype(name, dtype), out_sharding=out_sharding)
 
 
+@shardable("jaxinit.zeros", random=False)
 def zeros(
     key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: OutSharding = None
 ) -> Array:
@@ -40,6 +42,7 @@ def zeros(
     return _full("jaxinit.zeros", key, shape, dtype, 0, out_sharding)
 
 
+@shardable("jaxinit.ones", random=False)
 def ones(
     key: Array, shape: Shape, dtype: DTypeLike | None = None, out_sharding: OutSharding = None
 ) -> Array:
@@ -77,6 +80,7 @@ def constant(value: ArrayLike, dtype: DTypeLike | None = None) -> Initializer:
         raise ValueError(f"jaxinit.constant: value={value!r} must be finite (no NaN or inf).")
     default_dtype = dtype
 
+    @shardable("jaxinit.constant", random=False)
     def init(
         key: Array,
         shape: Shape,

@@ -23,6 +23,7 @@ from jaxinit.core import (
     empty,
     resolve_dtype,
 )
+from jaxinit.sharding import shardable
 
 __all__ = ["normal", "symmetric_uniform", "truncated_normal", "uniform", "uniform_range"]
 
@@ -60,6 +61,7 @@ def normal(stddev: float = 1e-2, dtype: DTypeLike | None = None, *, mean: float 
     mean = check_real_scalar("jaxinit.normal", "mean", mean)
     default_dtype = dtype
 
+    @shardable("jaxinit.normal")
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         dims, out_dtype, cdt = _prepare("jaxinit.normal", key, shape, dtype, allow_complex=True)
@@ -88,6 +90,7 @@ def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> Initializer:
     scale = check_real_scalar("jaxinit.uniform", "scale", scale, positive=True)
     default_dtype = dtype
 
+    @shardable("jaxinit.uniform")
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         dims, out_dtype, cdt = _prepare("jaxinit.uniform", key, shape, dtype, allow_complex=False)
@@ -117,6 +120,7 @@ def uniform_range(low: float, high: float, dtype: DTypeLike | None = None) -> In
         raise ValueError(f"{name}: low={low!r} must be < high={high!r}.")
     default_dtype = dtype
 
+    @shardable(name)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         dims, out_dtype, cdt = _prepare(name, key, shape, dtype, allow_complex=False)
@@ -171,6 +175,7 @@ def truncated_normal(
         raise ValueError(f"{name}: lower={lower!r} must be < upper={upper!r}.")
     default_dtype = dtype
 
+    @shardable(name)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         dims, out_dtype, cdt = _prepare(name, key, shape, dtype, allow_complex=False)

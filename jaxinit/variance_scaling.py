@@ -31,6 +31,7 @@ from jaxinit.core import (
     resolve_dtype,
 )
 from jaxinit.fans import fan_axes
+from jaxinit.sharding import shardable
 
 __all__ = [
     "COMPLEX_TRUNCATED_NORMAL_STD",
@@ -138,6 +139,7 @@ def variance_scaling(
     check_choice(name, "distribution", distribution, DISTRIBUTIONS)
     default_dtype = dtype
 
+    @shardable(name)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
              out_sharding: OutSharding = None) -> Array:
         check_key(name, key)

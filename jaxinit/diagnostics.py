@@ -1,0 +1,295 @@
+"""Per-layer signal-propagation statistics of a Flax model at initialization.
+
+:func:`layer_statistics` runs a linen or nnx model on a batch and returns one
+:class:`LayerStats` record per *kernel layer* (every module call whose module
+owns a ``kernel`` parameter: Dense/Linear, Conv, DenseGeneral, ...), in call
+order. Definitions used throughout:
+
+* **pre-activation** of a layer: the output of the kernel layer itself
+  (``x @ kernel + bias`` for Dense, the convolution for Conv).
+* **activation** of a layer: what the *next* kernel layer called receives as
+  its input (after the nonlinearity, the residual addition, pooling, ...);
+  for the last kernel layer, the model's output (when it is one array).
+* **backward**: the gradient of a scalar loss with respect to each layer's
+  pre-activation and kernel. The default loss is a fixed random projection of
+  the output, ``sum(output * r)`` with ``r ~ N(0, 1)`` drawn from ``key``, so
+  the gradient reaching the last layer has unit variance and what the table
+  shows is purely how the network propagates it back.
+
+Layers are found without changing the model: linen module calls are seen
+through ``flax.linen.intercept_methods``; for nnx, the kernel layers of a
+private copy of the model (``nnx.merge`` of its state) are wrapped. The
+caller's model and params are never modified. The whole computation runs
+under ``jax.jit`` unless ``jit=False`` (for models that are not traceable).
+
+:func:`format_table` prints the records and :func:`plot_statistics` draws std
+against depth for several runs (e.g. several initializers) on one figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinit.core import Array
+from jaxinit.layer_taps import (
+    check_batch,
+    get_at,
+    lifted_transform_error,
+    prepare_model,
+    probe_layers,
+)
+
+__all__ = [
+    "LayerStats",
+    "format_table",
+    "layer_statistics",
+    "plot_statistics",
+]
+
+_NAME = "jaxinit.layer_statistics"
+
+
+# ----------------------------------------------------------------------------------------
+# Statistics.
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerStats:
+    """Statistics of one kernel-layer call at initialization (all plain floats).
+
+    ``dead`` fractions count *units* (entries of the last axis, i.e. features
+    or channels): a unit is dead when it is zero (activation) or ``<= 0``
+    (pre-activation: a ReLU would zero it) for every example and position of
+    the batch. ``pre_saturated`` is the fraction of pre-activation entries
+    where a tanh would be saturated, ``|tanh(z)| >= 1 - margin``.
+    ``act_saturated`` is the fraction of activation entries within
+    ``margin * (high - low) / 2`` of the activation's bounds: the ``bounds``
+    given, or ``(-1, 1)`` / ``(0, 1)`` when the activation is recognizably
+    ``tanh`` / ``sigmoid`` of the pre-activation; NaN otherwise (ReLU,
+    pooling or a residual sum in between, ...).
+    """
+
+    depth: int
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    pre_mean: float
+    pre_std: float
+    pre_dead: float
+    pre_saturated: float
+    act_mean: float
+    act_std: float
+    act_mean_sq: float
+    act_dead: float
+    act_saturated: float
+    grad_out_std: float
+    grad_kernel_std: float
+
+
+def _unit_all(mask: Array) -> Array:
+    """Fraction of units (last axis) for which ``mask`` holds on every other entry."""
+    return jnp.mean(jnp.all(mask.reshape(-1, mask.shape[-1]), axis=0))
+
+
+def _saturation(z: Array, a: Array, bounds: tuple[float, float] | None, margin: float) -> Array:
+    """Fraction of ``a`` within ``margin * (high - low) / 2`` of its bounds.
+
+    Without ``bounds``, a layer's activation is recognized as ``tanh(z)`` or
+    ``sigmoid(z)`` of its pre-activation (same shape, equal to float32
+    rounding); anything else gives NaN. Since sigmoid(z) = (1 + tanh(z/2))/2,
+    the zone starts at the same point of the curve for both.
+    """
+
+    def near_bounds(low: float, high: float) -> Array:
+        width = (high - low) * margin / 2
+        return jnp.mean((a <= low + width) | (a >= high - width))
+
+    if bounds is not None:
+        return near_bounds(*bounds)
+    if z.shape != a.shape:
+        return jnp.array(jnp.nan)
+    is_tanh = jnp.max(jnp.abs(a - jnp.tanh(z))) <= 1e-5
+    is_sigmoid = jnp.max(jnp.abs(a - jax.nn.sigmoid(z))) <= 1e-5
+    return jnp.where(is_tanh, near_bounds(-1.0, 1.0),
+                     jnp.where(is_sigmoid, near_bounds(0.0, 1.0), jnp.nan))
+
+
+def _std(x: Any) -> Array:
+    return jnp.std(jnp.asarray(x, jnp.float32))
+
+
+def _projection_loss(key: Array) -> Callable[[Any], Array]:
+    def loss(output: Any) -> Array:
+        leaves = jax.tree_util.tree_leaves(output)
+        total = jnp.zeros((), jnp.float32)
+        for i, leaf in enumerate(leaves):
+            r = jax.random.normal(jax.random.fold_in(key, i), jnp.shape(leaf), jnp.float32)
+            total = total + jnp.sum(jnp.asarray(leaf, jnp.float32) * r)
+        return total
+
+    return loss
+
+
+def layer_statistics(
+    model: Any,
+    params: Any,
+    batch: Any,
+    *,
+    loss_fn: Callable[[Any], Array] | None = None,
+    key: Array | None = None,
+    bounds: tuple[float, float] | None = None,
+    margin: float = 0.01,
+    apply_kwargs: Mapping[str, Any] | None = None,
+    jit: bool = True,
+) -> list[LayerStats]:
+    """Forward and backward statistics of every kernel layer of ``model`` on ``batch``.
+
+    Args:
+      model: a ``flax.linen.Module`` or a ``flax.nnx.Module``.
+      params: the linen variables (``model.init(...)``, or its ``"params"``);
+        ``None`` for an nnx model.
+      batch: the model's input, with a leading batch axis; finite, not empty.
+      loss_fn: scalar loss of the model output for the backward statistics;
+        default ``sum(output * r)``, ``r ~ N(0, 1)`` fixed by ``key``.
+      key: key of that projection (default ``jax.random.key(0)``).
+      bounds: ``(low, high)`` of every activation for ``act_saturated``; by
+        default recognized per layer: tanh ``(-1, 1)``, sigmoid ``(0, 1)``,
+        otherwise NaN.
+      margin: width of the saturated zone, as a fraction of half the bounds'
+        range (0.01: ``|tanh| >= 0.99``, sigmoid outside ``[0.005, 0.995]``).
+      apply_kwargs: extra keyword arguments of the model call (``train=False``,
+        linen ``rngs=``, ...).
+      jit: compile the computation (default); ``False`` for untraceable models.
+
+    Returns:
+      One :class:`LayerStats` per kernel-layer call, in call order.
+
+    Example::
+
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(8)])
+      >>> x = jnp.ones((4, 3))
+      >>> stats = layer_statistics(model, model.init(jax.random.key(0), x), x)
+      >>> [s.name for s in stats]
+      ['layers_0', 'layers_2']
+    """
+    if not 0 < margin < 1:
+        raise ValueError(f"{_NAME}: margin={margin!r} must be in (0, 1).")
+    if bounds is not None and not (len(bounds) == 2 and bounds[0] < bounds[1]):
+        raise ValueError(f"{_NAME}: bounds={bounds!r} must be (low, high) with low < high.")
+    check_batch(_NAME, batch)
+    prepared = prepare_model(_NAME, model, params, apply_kwargs)
+    taps_meta, _ = probe_layers(_NAME, prepared, batch)
+    loss = loss_fn or _projection_loss(jax.random.key(0) if key is None else key)
+    zeros = [jnp.zeros(t.output.shape, t.output.dtype) for t in taps_meta]
+
+    def compute(params: Any, aux: Any, x: Any, perturb: list[Array]) -> Array:
+        def scalar_loss(p, eps):
+            out, taps = prepared.run(p, aux, x, eps)
+            return loss(out), (out, taps)
+
+        grads, (out, taps) = jax.grad(scalar_loss, argnums=(0, 1), has_aux=True)(params, perturb)
+        grad_params, grad_out = grads
+        rows = []
+        for i, tap in enumerate(taps):
+            z = jnp.asarray(tap.output, jnp.float32)
+            nxt = taps[i + 1].inputs if i + 1 < len(taps) else out
+            act = jnp.asarray(jax.tree_util.tree_leaves(nxt)[0], jnp.float32) if (
+                len(jax.tree_util.tree_leaves(nxt)) == 1) else jnp.full((1,), jnp.nan)
+            rows.append(jnp.stack([
+                jnp.mean(z), jnp.std(z), _unit_all(z <= 0),
+                jnp.mean(jnp.abs(jnp.tanh(z)) >= 1 - margin),
+                jnp.mean(act), jnp.std(act), jnp.mean(act**2), _unit_all(act == 0),
+                _saturation(z, act, bounds, margin),
+                _std(grad_out[i]), _std(get_at(grad_params, tap.kernel_path)),
+            ]))
+        return jnp.stack(rows)
+
+    fn = jax.jit(compute) if jit else compute
+    try:
+        table = np.asarray(fn(prepared.params, prepared.aux, batch, zeros), dtype=np.float64)
+    except jax.errors.UnexpectedTracerError as err:
+        raise lifted_transform_error(_NAME) from err
+    return [
+        LayerStats(i + 1, t.name, t.kind, tuple(t.output.shape), *map(float, row))
+        for i, (t, row) in enumerate(zip(taps_meta, table, strict=True))
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# Presentation.
+
+_COLUMNS = (
+    ("#", "depth", "{:>3d}"), ("layer", "name", "{:<14.14s}"), ("kind", "kind", "{:<7.7s}"),
+    ("pre mean", "pre_mean", "{:>9.2e}"), ("pre std", "pre_std", "{:>9.2e}"),
+    ("act mean", "act_mean", "{:>9.2e}"), ("act std", "act_std", "{:>9.2e}"),
+    ("dead", "act_dead", "{:>5.1%}"), ("sat", "act_saturated", "{:>5.1%}"),
+    ("grad out", "grad_out_std", "{:>9.2e}"), ("grad W", "grad_kernel_std", "{:>9.2e}"),
+)
+
+
+def format_table(stats: Sequence[LayerStats], title: str | None = None) -> str:
+    """The records as a fixed-width text table (``-`` where a value is NaN)."""
+    widths = [len(fmt.format(0 if attr == "depth" else ("" if attr in ("name", "kind") else 0.0)))
+              for _, attr, fmt in _COLUMNS]
+    header = " ".join(h.rjust(w) if i > 2 else h.ljust(w)
+                      for i, ((h, _, _), w) in enumerate(zip(_COLUMNS, widths, strict=True)))
+    lines = ([title] if title else []) + [header, "-" * len(header)]
+    for s in stats:
+        cells = []
+        for (_, attr, fmt), w in zip(_COLUMNS, widths, strict=True):
+            value = getattr(s, attr)
+            missing = isinstance(value, float) and not math.isfinite(value)
+            cells.append("-".rjust(w) if missing else fmt.format(value))
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def plot_statistics(runs: Mapping[str, Sequence[LayerStats]], path: str,
+                    title: str | None = None) -> str:
+    """Draws std against depth, forward and backward, one line per run; saves a PNG.
+
+    ``runs`` maps a label (e.g. the initializer's name) to its records. Left:
+    std of the activations (solid) and pre-activations (dotted); right: std of
+    the gradient w.r.t. each layer's output (solid) and kernel (dotted); log
+    scale. Needs matplotlib (``pip install jaxinit[plot]``); the Agg canvas is
+    used directly, so no GUI and no change to the global backend.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "jaxinit.plot_statistics needs matplotlib: pip install 'jaxinit[plot]'."
+        ) from err
+    if not runs:
+        raise ValueError("jaxinit.plot_statistics: runs is empty; give at least one.")
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_fwd, ax_bwd = fig.subplots(1, 2)
+    for i, (label, stats) in enumerate(runs.items()):
+        color = f"C{i % 10}"
+        depth = [s.depth for s in stats]
+        ax_fwd.plot(depth, [s.act_std for s in stats], "-o", ms=3, color=color, label=label)
+        ax_fwd.plot(depth, [s.pre_std for s in stats], ":", color=color)
+        ax_bwd.plot(depth, [s.grad_out_std for s in stats], "-o", ms=3, color=color, label=label)
+        ax_bwd.plot(depth, [s.grad_kernel_std for s in stats], ":", color=color)
+    ax_fwd.set(title="forward: activation std (solid), pre-activation std (dotted)",
+               xlabel="layer", ylabel="std", yscale="log")
+    ax_bwd.set(title="backward: grad std w.r.t. output (solid), kernel (dotted)",
+               xlabel="layer", ylabel="std", yscale="log")
+    for ax in (ax_fwd, ax_bwd):
+        ax.title.set_fontsize(9)
+        ax.grid(True, which="major", alpha=0.3)
+    ax_fwd.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    return path
