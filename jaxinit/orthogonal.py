@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxinit import orthogonal_recipes
 from jaxinit.core import (
     Array,
     AxisLike,
@@ -76,6 +77,10 @@ def qr_sampler(key: Array, batch_shape: tuple[int, ...], n: int, m: int,
 SAMPLERS: dict[str, Sampler] = {
     "qr": qr_sampler,
     "householder": householder_sampler,
+    "gram_schmidt": orthogonal_recipes.gram_schmidt_sampler,
+    "svd": orthogonal_recipes.svd_sampler,
+    "cholesky_qr2": orthogonal_recipes.cholesky_qr2_sampler,
+    "polar": orthogonal_recipes.polar_sampler,
 }
 
 #: On CPU, matrices with at most this many columns (their smaller side), in
@@ -214,6 +219,9 @@ def orthogonal(
       directly and only accumulates them, in compact-WY blocks, so almost all
       work is large matrix products (:mod:`jaxinit.householder`): several
       times faster than ``"qr"`` for large or batched matrices, and no LAPACK.
+    * ``"gram_schmidt"``, ``"svd"`` (the classic recipes), ``"cholesky_qr2"``
+      and ``"polar"`` (matrix-product methods for accelerators, with a checked
+      orthogonality bound): see :mod:`jaxinit.orthogonal_recipes`.
     * ``"auto"`` (default): :func:`auto_method`: on CPU, ``"qr"`` for at most
       8 matrices of at most 64 columns (their smaller side), else
       ``"householder"``; ``"householder"`` on GPU/TPU.

@@ -76,6 +76,13 @@ def test_num_blocks_gives_independent_orthogonal_blocks(method):
     _check(np.asarray(w).reshape(2, 9, 3, 4), batch_axis=(0, 2))
 
 
+@pytest.mark.parametrize("method", ["gram_schmidt", "svd", "cholesky_qr2", "polar"])
+def test_recipe_methods_through_the_factory(method):
+    # Their laws are tested in test_orthogonal_recipes.py; here the plumbing.
+    w = orthogonal(2.0, method=method, batch_axis=0, num_blocks=2)(KEY, (2, 12, 20))
+    assert_orthogonal(np.asarray(w).reshape(2, 12, 2, 10), scale=2.0, batch_axis=(0, 2))
+
+
 def _max_abs_correlation(a, b):
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
