@@ -35,8 +35,9 @@ import numpy as np
 import optax
 from flax import nnx
 
+import jaxinit
 from jaxinit.constant import zeros
-from jaxinit.recurrent import gate_blocks, irnn, lstm_bias
+from jaxinit.recurrent import irnn, lstm_bias
 
 
 def make_batch(key: jax.Array, batch: int, steps: int, task: str) -> tuple[jax.Array, jax.Array]:
@@ -83,7 +84,7 @@ def build(name: str, hidden: int, seed: int) -> Recurrent:
     elif name == "gate-wise orthogonal + forget 1":
         cell = nnx.OptimizedLSTMCell(
             2, hidden, rngs=rngs,
-            recurrent_kernel_init=gate_blocks(jax.nn.initializers.orthogonal(), 4),
+            recurrent_kernel_init=jaxinit.orthogonal(num_blocks=4),
             bias_init=lstm_bias(1.0))
     elif name == "IRNN":
         cell = nnx.SimpleCell(2, hidden, rngs=rngs, activation_fn=nnx.relu,

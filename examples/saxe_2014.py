@@ -15,7 +15,7 @@ which the relative error ``||W_1...W_D - A||_F^2 / ||A||_F^2`` falls below 1e-2.
 A scheme that misses the criterion within the step budget at some depth is
 not run at larger depths (it only gets slower with depth).
 
-The orthogonal initializer is a parameter (default ``jax.nn.initializers.orthogonal()``).
+The orthogonal initializer is a parameter (default ``jaxinit.orthogonal()``).
 
 Run: ``python examples/saxe_2014.py [--out PATH] [--quick]``.
 """
@@ -48,7 +48,7 @@ def scaled_gaussian() -> jaxinit.Initializer:
 
 
 def default_schemes() -> dict[str, Callable[[], jaxinit.Initializer]]:
-    return {"orthogonal": jax.nn.initializers.orthogonal,
+    return {"orthogonal": jaxinit.orthogonal,
             "scaled Gaussian N(0, 1/n)": scaled_gaussian}
 
 

@@ -19,6 +19,7 @@ from jaxinit.distributions import (
 from jaxinit.fans import calculate_gain, compute_fans
 from jaxinit.identity import delta_orthogonal, dirac, eye, identity
 from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
+from jaxinit.orthogonal import orthogonal
 from jaxinit.presets import rbm_normal, relu_bias
 from jaxinit.recurrent import (
     GATE_ORDERS,
@@ -81,6 +82,7 @@ __all__ = [
     "lsuv",
     "normal",
     "ones",
+    "orthogonal",
     "plot_statistics",
     "rbm_normal",
     "relu_bias",

@@ -38,8 +38,6 @@ def resolve_scheme(spec: str) -> Callable[..., jax.Array]:
     a jaxinit factory, called with the optional float argument."""
     name, _, arg = spec.partition(":")
     factory = getattr(jaxinit, name, None)
-    if factory is None and name == "orthogonal":  # until jaxinit has its own
-        factory = jax.nn.initializers.orthogonal
     if factory is None or not callable(factory) or name.startswith("_"):
         raise ValueError(f"jaxinit diagnose: unknown scheme {name!r}; accepted: a jaxinit "
                          "initializer name such as he_normal, glorot_uniform, lecun_normal, "

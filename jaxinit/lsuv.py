@@ -39,6 +39,7 @@ from jaxinit.layer_taps import (
     probe_layers,
     replace_at,
 )
+from jaxinit.orthogonal import orthogonal
 
 __all__ = ["LSUVLayer", "LSUVReport", "lsuv"]
 
@@ -107,7 +108,7 @@ def lsuv(
       tol: accepted absolute deviation from ``target`` (> 0).
       max_rounds: most rescalings per layer (>= 1).
       orthogonal_init: the pre-init, an initializer ``(key, shape, dtype)``;
-        default ``jax.nn.initializers.orthogonal()``.
+        default ``jaxinit.orthogonal()``.
       apply_kwargs: extra keyword arguments of the model call.
 
     Returns:
@@ -130,7 +131,7 @@ def lsuv(
     tol = check_real_scalar(_NAME, "tol", tol, positive=True)
     if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
         raise ValueError(f"{_NAME}: max_rounds={max_rounds!r} must be an int >= 1.")
-    ortho = orthogonal_init or jax.nn.initializers.orthogonal()
+    ortho = orthogonal_init or orthogonal()
     check_batch(_NAME, batch)
     prepared = prepare_model(_NAME, model, params, apply_kwargs)
     taps, _ = probe_layers(_NAME, prepared, batch)

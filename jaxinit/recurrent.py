@@ -35,6 +35,7 @@ from jaxinit.core import (
     empty,
     resolve_dtype,
 )
+from jaxinit.orthogonal import orthogonal
 from jaxinit.sharding import shardable
 
 __all__ = [
@@ -106,7 +107,7 @@ def gate_blocks(init: Initializer, num_gates: int, *, axis: int = -1) -> Initial
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from jaxinit.recurrent import gate_blocks
-      >>> init = gate_blocks(jax.nn.initializers.orthogonal(), 4)
+      >>> init = gate_blocks(jax.nn.initializers.normal(), 4)
       >>> w = init(jax.random.key(0), (8, 32))
       >>> bool(jnp.allclose(w[:, 8:16].T @ w[:, 8:16], jnp.eye(8), atol=1e-5))
       True
@@ -476,7 +477,5 @@ def spectral_radius(
 
 
 def _orthogonal(key: Array, dims: tuple[int, ...], dtype: np.dtype) -> Array:
-    """Haar orthogonal ``(..., n, n)`` matrices (leading axes stacked)."""
-    if len(dims) == 2:
-        return jax.nn.initializers.orthogonal()(key, dims, dtype)
-    return jax.random.orthogonal(key, dims[-1], dims[:-2], dtype)
+    """Independent Haar orthogonal ``(..., n, n)`` matrices (leading axes stacked)."""
+    return orthogonal(batch_axis=tuple(range(len(dims) - 2)))(key, dims, dtype)

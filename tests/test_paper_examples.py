@@ -13,9 +13,10 @@ import math
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
+
+import jaxinit
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -24,8 +25,6 @@ import glorot_bengio_2010  # noqa: E402
 import he_2015  # noqa: E402
 import pretraining  # noqa: E402
 import saxe_2014  # noqa: E402
-
-import jaxinit  # noqa: E402
 
 STANDARD, NORMALIZED = glorot_bengio_2010.SCHEMES
 
@@ -101,7 +100,7 @@ def test_he_trains_lecun_stalls_depth_30():
 
 @pytest.mark.timeout(120)
 def test_saxe_orthogonal_product_is_isometry_gaussian_is_not():
-    orth = saxe_2014.end_to_end_singular_values(50, 16, jax.nn.initializers.orthogonal())
+    orth = saxe_2014.end_to_end_singular_values(50, 16, jaxinit.orthogonal())
     # Each float32 orthogonal kernel is exact to ~1e-7; 50 products accumulate
     # ~1e-6 (3e-6 measured at depth 100); 1e-4 is a factor ~30 above.
     assert np.abs(orth - 1).max() < 1e-4
@@ -117,7 +116,7 @@ def test_saxe_learning_time_orthogonal_vs_gaussian():
     width, steps = 16, 400
     target = saxe_2014.teacher(width)
     times = {}
-    for name, init in (("orth", jax.nn.initializers.orthogonal()),
+    for name, init in (("orth", jaxinit.orthogonal()),
                        ("gauss", saxe_2014.scaled_gaussian())):
         curves = saxe_2014.learning_curves(8, width, init, target, steps)
         times[name] = saxe_2014.learning_time(curves)
@@ -129,7 +128,7 @@ def test_saxe_learning_time_orthogonal_vs_gaussian():
     assert times["gauss"] is None or times["gauss"] > 2 * times["orth"]
     # Doubling the depth again does not take orthogonal init out of the budget
     # (187 steps measured at depth 16; 118-258 for depths 16-64 at width 32).
-    deeper = saxe_2014.learning_curves(16, width, jax.nn.initializers.orthogonal(), target,
+    deeper = saxe_2014.learning_curves(16, width, jaxinit.orthogonal(), target,
                                        steps)
     assert saxe_2014.learning_time(deeper) is not None
 

@@ -28,6 +28,8 @@ from jaxinit.distributions import (
     uniform_range,
 )
 from jaxinit.identity import dirac, identity
+from jaxinit.orthogonal import orthogonal
+from jaxinit.recurrent import spectral_radius
 from jaxinit.sharding import NonPartitionableRandomWarning, check_out_sharding, shardable
 from jaxinit.sparse import sparse
 from jaxinit.variance_scaling import (
@@ -77,11 +79,17 @@ IDS = [case[0] for case in CASES]
 # (name, initializer, shape, dtype, spec, large shape). Each row is compiled
 # on its own -- several batched LAPACK calls in one CPU program can deadlock --
 # and under a timeout.
-BATCHED = P(("x", "y"))  # the leading (batch) axis split 8 ways on every mesh
+# The leading (batch) axis split 8 ways on every mesh. Orthogonal stacks hold two slices
+# per device: with a single slice XLA lowers the batched matmuls to plain ones, whose
+# summation order differs from the batched kernel's in the last bit.
+BATCHED = P(("x", "y"))
 STRUCTURED_CASES: list[tuple] = [
     ("identity_stack", identity(0.5, batch_axis=0), (8, 4, 4), None, BATCHED, (64, 256, 256)),
     ("dirac", dirac(), (3, 3, 8, 8), None, P(None, None, None, ("x", "y")), (3, 3, 256, 256)),
     ("sparse_stack", sparse(5, batch_axis=0), (8, 32, 16), None, BATCHED, (64, 256, 256)),
+    ("orthogonal_stack", orthogonal(batch_axis=0, method="householder"), (16, 16, 16), None,
+     BATCHED, (64, 256, 256)),
+    ("spectral_radius_stack", spectral_radius(0.9), (16, 16, 16), None, BATCHED, (64, 128, 128)),
 ]
 STRUCTURED_IDS = [case[0] for case in STRUCTURED_CASES]
 
