@@ -45,6 +45,7 @@ from jaxinit.core import (
     resolve_dtype,
 )
 from jaxinit.householder import householder_sampler
+from jaxinit.sharding import check_out_sharding
 
 __all__ = ["SAMPLERS", "Sampler", "auto_method", "orthogonal", "qr_sampler"]
 
@@ -105,16 +106,6 @@ def auto_method(batch_size: int, n: int, m: int, backend: str | None = None) -> 
     if backend == "cpu" and batch_size <= CPU_QR_MAX_BATCH and m <= CPU_QR_MAX_COLUMNS:
         return "qr"
     return "householder"
-
-
-def _named_sharding(name: str, out_sharding: NamedSharding | PartitionSpec) -> NamedSharding:
-    if isinstance(out_sharding, NamedSharding):
-        return out_sharding
-    mesh = jax.sharding.get_mesh()  # the concrete mesh of jax.set_mesh, if any
-    if mesh.empty:
-        raise ValueError(f"{name}: out_sharding={out_sharding!r} is a PartitionSpec but no mesh "
-                         "is set; use jax.set_mesh(mesh) or pass a NamedSharding.")
-    return NamedSharding(mesh, out_sharding)
 
 
 def _constrain(x: Array, sharding: NamedSharding, entries: tuple[object, ...]) -> Array:
@@ -280,16 +271,13 @@ def orthogonal(
                 f"{name}: num_blocks={num_blocks} does not divide the column axis "
                 f"(size {dims[col]}) of shape={dims}."
             )
-        if out_sharding is not None and not isinstance(out_sharding,
-                                                       NamedSharding | PartitionSpec):
-            raise TypeError(f"{name}: out_sharding={out_sharding!r} must be a NamedSharding, "
-                            "a PartitionSpec or None.")
+        sharding = check_out_sharding(name, dims, out_sharding)
         if 0 in dims:
-            return empty(dims, out_dtype, out_sharding)
+            return empty(dims, out_dtype, sharding)
         static = dict(dims=dims, column_axis=col, batch_axes=batch, num_blocks=blocks,
                       method=method, dtype=out_dtype)
-        if out_sharding is None:
+        if sharding is None:
             return _orthogonal_array(key, scale, sharding=None, **static)
-        return _orthogonal_sharded(key, scale, _named_sharding(name, out_sharding), **static)
+        return _orthogonal_sharded(key, scale, sharding, **static)
 
     return init

@@ -281,6 +281,15 @@ def test_bad_out_sharding_raises_naming_initializer_and_argument(
         init(KEY, shape, out_sharding=make_sharding())
 
 
+@pytest.mark.parametrize(("name", "init"), [("jaxinit.orthogonal", orthogonal(batch_axis=0)),
+                                            ("jaxinit.sparse", sparse(3, batch_axis=0)),
+                                            ("jaxinit.identity", identity(batch_axis=0))])
+def test_structured_schemes_refuse_an_indivisible_sharding(name, init):
+    sharding = NamedSharding(_mesh24(), P(("x", "y")))
+    with pytest.raises(ValueError, match=re.escape(name) + r": out_sharding=.*does not divide"):
+        init(KEY, (12, 8, 8), out_sharding=sharding)
+
+
 @pytest.mark.parametrize("spec", [P("z"), P("x", "x")])
 def test_partition_spec_that_does_not_fit_the_context_mesh(spec):
     with jax.set_mesh(_mesh24()):
