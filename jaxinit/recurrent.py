@@ -35,6 +35,7 @@ from jaxinit.core import (
     empty,
     resolve_dtype,
 )
+from jaxinit.identity import identity
 from jaxinit.orthogonal import orthogonal
 from jaxinit.sharding import shardable
 
@@ -343,9 +344,8 @@ def irnn(scale: float = 1.0, dtype: DTypeLike | None = None) -> Initializer:
              out_sharding: OutSharding = None) -> Array:
         check_key(name, key)
         dims = _square_matrices(name, shape)
-        out_dtype = resolve_dtype(name, dtype)
-        eye = jnp.eye(dims[-1], dtype=out_dtype) * jnp.array(scale, out_dtype)
-        return jnp.broadcast_to(eye, dims)
+        stacked = identity(scale, batch_axis=tuple(range(len(dims) - 2)))
+        return stacked(key, dims, resolve_dtype(name, dtype))
 
     return init
 

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from example_loader import load_example
 from flax import nnx
 
 from jaxinit.recurrent import (
@@ -342,13 +343,7 @@ def test_spectral_radius_call_errors():
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_lstm_example_runs_and_writes_a_plot(tmp_path):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[1] / "examples" / "lstm_copy_task.py"
-    spec = importlib.util.spec_from_file_location("lstm_copy_task", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("lstm_copy_task")
     out = tmp_path / "lstm.png"
     results = module.main(["--out", str(out), "--steps", "60", "--seq-len", "5", "--hidden", "8",
                            "--task", "copy"])

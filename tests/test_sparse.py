@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from example_loader import load_example
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from jaxinit.sparse import nonzero_count, sparse
@@ -268,13 +269,7 @@ def test_call_errors():
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sparse_mlp_example_runs_and_writes_a_plot(tmp_path):
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[1] / "examples" / "sparse_tanh_mlp.py"
-    spec = importlib.util.spec_from_file_location("sparse_tanh_mlp", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("sparse_tanh_mlp")
     out = tmp_path / "mlp.png"
     results = module.main(["--out", str(out), "--steps", "20", "--depth", "6", "--width", "64"])
     assert out.stat().st_size > 0
