@@ -21,11 +21,12 @@ from jaxinit.sharding import shardable
 __all__ = ["constant", "ones", "zeros"]
 
 
-def _full(name: str, key: Array, shape: Shape, dtype: DTypeLike | None, value: ArrayLike,
-          out_sharding: OutSharding) -> Array:
+def _full(name: str, key: Array, shape: Shape, dtype: DTypeLike | None, value: ArrayLike
+          ) -> Array:
+    # out_sharding never reaches here: @shardable lays the result out.
     check_key(name, key)
     dims = check_shape(name, shape)
-    return jnp.full(dims, value, resolve_dtype(name, dtype), out_sharding=out_sharding)
+    return jnp.full(dims, value, resolve_dtype(name, dtype))
 
 
 @shardable("jaxinit.zeros", random=False)
@@ -39,7 +40,7 @@ def zeros(
       >>> jaxinit.zeros(jax.random.key(0), (2,))
       Array([0., 0.], dtype=float32)
     """
-    return _full("jaxinit.zeros", key, shape, dtype, 0, out_sharding)
+    return _full("jaxinit.zeros", key, shape, dtype, 0)
 
 
 @shardable("jaxinit.ones", random=False)
@@ -53,7 +54,7 @@ def ones(
       >>> jaxinit.ones(jax.random.key(0), (2,))
       Array([1., 1.], dtype=float32)
     """
-    return _full("jaxinit.ones", key, shape, dtype, 1, out_sharding)
+    return _full("jaxinit.ones", key, shape, dtype, 1)
 
 
 def constant(value: ArrayLike, dtype: DTypeLike | None = None) -> Initializer:
@@ -87,6 +88,6 @@ def constant(value: ArrayLike, dtype: DTypeLike | None = None) -> Initializer:
         dtype: DTypeLike | None = default_dtype,
         out_sharding: OutSharding = None,
     ) -> Array:
-        return _full("jaxinit.constant", key, shape, dtype, value, out_sharding)
+        return _full("jaxinit.constant", key, shape, dtype, value)
 
     return init

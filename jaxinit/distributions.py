@@ -63,11 +63,11 @@ def normal(stddev: float = 1e-2, dtype: DTypeLike | None = None, *, mean: float 
 
     @shardable("jaxinit.normal")
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
-             out_sharding: OutSharding = None) -> Array:
+             out_sharding: OutSharding = None) -> Array:  # handled by @shardable
         dims, out_dtype, cdt = _prepare("jaxinit.normal", key, shape, dtype, allow_complex=True)
         if 0 in dims:
-            return empty(dims, out_dtype, out_sharding)
-        w = jax.random.normal(key, dims, cdt, out_sharding=out_sharding) * jnp.array(stddev, cdt)
+            return empty(dims, out_dtype, None)
+        w = jax.random.normal(key, dims, cdt) * jnp.array(stddev, cdt)
         if mean != 0:
             w = w + jnp.array(mean, cdt)
         return w.astype(out_dtype)
@@ -92,11 +92,11 @@ def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> Initializer:
 
     @shardable("jaxinit.uniform")
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
-             out_sharding: OutSharding = None) -> Array:
+             out_sharding: OutSharding = None) -> Array:  # handled by @shardable
         dims, out_dtype, cdt = _prepare("jaxinit.uniform", key, shape, dtype, allow_complex=False)
         if 0 in dims:
-            return empty(dims, out_dtype, out_sharding)
-        w = jax.random.uniform(key, dims, cdt, out_sharding=out_sharding) * jnp.array(scale, cdt)
+            return empty(dims, out_dtype, None)
+        w = jax.random.uniform(key, dims, cdt) * jnp.array(scale, cdt)
         return w.astype(out_dtype)
 
     return init
@@ -122,11 +122,11 @@ def uniform_range(low: float, high: float, dtype: DTypeLike | None = None) -> In
 
     @shardable(name)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
-             out_sharding: OutSharding = None) -> Array:
+             out_sharding: OutSharding = None) -> Array:  # handled by @shardable
         dims, out_dtype, cdt = _prepare(name, key, shape, dtype, allow_complex=False)
         if 0 in dims:
-            return empty(dims, out_dtype, out_sharding)
-        w = jax.random.uniform(key, dims, cdt, low, high, out_sharding=out_sharding)
+            return empty(dims, out_dtype, None)
+        w = jax.random.uniform(key, dims, cdt, low, high)
         return w.astype(out_dtype)
 
     return init
@@ -177,11 +177,11 @@ def truncated_normal(
 
     @shardable(name)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
-             out_sharding: OutSharding = None) -> Array:
+             out_sharding: OutSharding = None) -> Array:  # handled by @shardable
         dims, out_dtype, cdt = _prepare(name, key, shape, dtype, allow_complex=False)
         if 0 in dims:
-            return empty(dims, out_dtype, out_sharding)
-        z = jax.random.truncated_normal(key, lower, upper, dims, cdt, out_sharding=out_sharding)
+            return empty(dims, out_dtype, None)
+        z = jax.random.truncated_normal(key, lower, upper, dims, cdt)
         return (z * jnp.array(stddev, cdt)).astype(out_dtype)
 
     return init

@@ -60,18 +60,16 @@ TRUNCATED_NORMAL_STD = 0.87962566103423978
 COMPLEX_TRUNCATED_NORMAL_STD = math.sqrt(1.0 - 4.0 / math.expm1(4.0))
 
 
-def _complex_uniform_disk(key: Array, shape: tuple[int, ...], dtype: np.dtype,
-                          out_sharding: OutSharding) -> Array:
+def _complex_uniform_disk(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
     """Uniform on the disk of radius sqrt(2): zero mean, E|z|² = 1 (JAX's sampler)."""
     key_r, key_theta = jax.random.split(key)
     rdt = real_dtype(dtype)
-    r = jnp.sqrt(2 * jax.random.uniform(key_r, shape, rdt, out_sharding=out_sharding))
-    u = jax.random.uniform(key_theta, shape, rdt, out_sharding=out_sharding)
+    r = jnp.sqrt(2 * jax.random.uniform(key_r, shape, rdt))
+    u = jax.random.uniform(key_theta, shape, rdt)
     return r.astype(dtype) * jnp.exp(1j * (2 * np.pi * u.astype(dtype)))
 
 
-def _complex_truncated_normal(key: Array, shape: tuple[int, ...], dtype: np.dtype,
-                              out_sharding: OutSharding) -> Array:
+def _complex_truncated_normal(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
     """Complex normal with E|z|² = 1 before truncation, modulus truncated at 2.
 
     |z|² is Exp(1) restricted to (0, 4), drawn by inverting its CDF; the phase
@@ -79,10 +77,9 @@ def _complex_truncated_normal(key: Array, shape: tuple[int, ...], dtype: np.dtyp
     """
     key_r, key_theta = jax.random.split(key)
     rdt = real_dtype(dtype)
-    t = -jnp.expm1(jnp.array(-4.0, rdt)) * jax.random.uniform(
-        key_r, shape, rdt, out_sharding=out_sharding)
+    t = -jnp.expm1(jnp.array(-4.0, rdt)) * jax.random.uniform(key_r, shape, rdt)
     r = jnp.sqrt(-jnp.log1p(-t))
-    u = jax.random.uniform(key_theta, shape, rdt, out_sharding=out_sharding)
+    u = jax.random.uniform(key_theta, shape, rdt)
     return r.astype(dtype) * jnp.exp(1j * (2 * np.pi * u.astype(dtype)))
 
 
@@ -141,14 +138,14 @@ def variance_scaling(
 
     @shardable(name)
     def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
-             out_sharding: OutSharding = None) -> Array:
+             out_sharding: OutSharding = None) -> Array:  # handled by @shardable
         check_key(name, key)
         dims = check_shape(name, shape)
         out_dtype = resolve_dtype(name, dtype)
         cdt = compute_dtype(out_dtype)
         ins, outs, _, receptive = fan_axes(name, dims, in_axis, out_axis, batch_axis)
         if 0 in dims:
-            return empty(dims, out_dtype, out_sharding)
+            return empty(dims, out_dtype, None)
         receptive_size = math.prod(dims[a] for a in receptive)
         fan_in = math.prod(dims[a] for a in ins) * receptive_size
         fan_out = math.prod(dims[a] for a in outs) * receptive_size
@@ -163,18 +160,16 @@ def variance_scaling(
         if distribution == "truncated_normal":
             if complex_out:
                 std = jnp.sqrt(variance) / jnp.array(COMPLEX_TRUNCATED_NORMAL_STD, cdt)
-                w = _complex_truncated_normal(key, dims, cdt, out_sharding) * std
+                w = _complex_truncated_normal(key, dims, cdt) * std
             else:
                 std = jnp.sqrt(variance) / jnp.array(TRUNCATED_NORMAL_STD, cdt)
-                w = jax.random.truncated_normal(key, -2, 2, dims, cdt,
-                                                out_sharding=out_sharding) * std
+                w = jax.random.truncated_normal(key, -2, 2, dims, cdt) * std
         elif distribution == "normal":
-            w = jax.random.normal(key, dims, cdt, out_sharding=out_sharding) * jnp.sqrt(variance)
+            w = jax.random.normal(key, dims, cdt) * jnp.sqrt(variance)
         elif complex_out:
-            w = _complex_uniform_disk(key, dims, cdt, out_sharding) * jnp.sqrt(variance)
+            w = _complex_uniform_disk(key, dims, cdt) * jnp.sqrt(variance)
         else:
-            w = jax.random.uniform(key, dims, cdt, -1,
-                                   out_sharding=out_sharding) * jnp.sqrt(3 * variance)
+            w = jax.random.uniform(key, dims, cdt, -1) * jnp.sqrt(3 * variance)
         return w.astype(out_dtype)
 
     return init
