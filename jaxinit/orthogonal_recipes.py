@@ -80,6 +80,16 @@ def _gram_error(g: Array) -> Array:
     return jnp.max(jnp.abs(g - eye), axis=(-2, -1))
 
 
+def _keep_iterating(g: Array, k: Array, limit: int, accept: float) -> Array:
+    """While-loop test: steps left and some matrix still above ``accept``.
+
+    A non-finite error (a Cholesky breakdown) cannot recover by iterating; it
+    is left to the caller's fall-back.
+    """
+    err = _gram_error(g)
+    return (k < limit) & jnp.any(~(err <= accept) & jnp.isfinite(err))
+
+
 def _accept_tolerance(dtype: np.dtype, n: int) -> float:
     """The orthogonality every sampler guarantees: ``8·sqrt(n)·eps``.
 
@@ -265,10 +275,7 @@ def _cholesky_qr_passes(
     eye = jnp.eye(m, dtype=z.dtype)
 
     def not_done(state: tuple[Array, Array, Array]) -> Array:
-        _, g, k = state
-        err = _gram_error(g)
-        # NaN (a Cholesky breakdown) cannot recover: leave it to the fall-back.
-        return (k < max_passes) & jnp.any(~(err <= accept) & jnp.isfinite(err))
+        return _keep_iterating(state[1], state[2], max_passes, accept)
 
     def one_pass(state: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
         q, g, k = state
@@ -400,9 +407,7 @@ def _polar_iteration(z: Array, accept: float, extra_steps: int) -> tuple[Array, 
     g = g / bound[..., None, None].astype(dtype)
 
     def not_done(state: tuple[Array, Array, Array]) -> Array:
-        _, g, k = state
-        err = _gram_error(g)
-        return (k < max_steps) & jnp.any(~(err <= accept) & jnp.isfinite(err))
+        return _keep_iterating(state[1], state[2], max_steps, accept)
 
     def step(state: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
         x, g, k = state
