@@ -36,8 +36,8 @@ import optax
 from flax import nnx
 
 import jaxinit
+from jaxinit import irnn, lstm_bias
 from jaxinit.constant import zeros
-from jaxinit.recurrent import irnn, lstm_bias
 
 
 def make_batch(key: jax.Array, batch: int, steps: int, task: str) -> tuple[jax.Array, jax.Array]:

@@ -4,11 +4,20 @@ Every scheme is a factory returning an initializer
 ``init(key, shape, dtype=None, out_sharding=None) -> jax.Array``, the protocol
 of ``jax.nn.initializers``: pass it as ``kernel_init=``/``bias_init=`` to Flax
 linen or nnx modules. ``zeros`` and ``ones`` are initializers themselves.
+
+``import jaxinit`` loads jax only; the tools that need Flax (diagnostics,
+LSUV) and the statistical assertions (``jaxinit.testing``, which needs scipy)
+load on first use.
 """
 
-from jaxinit.constant import constant, ones, zeros
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from jaxinit.constant import constant, ones, ones_init, zeros, zeros_init
+from jaxinit.contract import shardable
 from jaxinit.core import Initializer
-from jaxinit.diagnostics import LayerStats, format_table, layer_statistics, plot_statistics
 from jaxinit.distributions import (
     normal,
     symmetric_uniform,
@@ -17,23 +26,15 @@ from jaxinit.distributions import (
     uniform_range,
 )
 from jaxinit.fans import calculate_gain, compute_fans
+from jaxinit.flax_cells import set_forget_bias
+from jaxinit.gates import GATE_ORDERS, gate_bias, gate_blocks, lstm_bias
 from jaxinit.identity import delta_orthogonal, dirac, eye, identity
-from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
 from jaxinit.orthogonal import orthogonal
-from jaxinit.presets import rbm_normal, relu_bias
-from jaxinit.recurrent import (
-    GATE_ORDERS,
-    estimate_spectral_radius,
-    gate_bias,
-    gate_blocks,
-    irnn,
-    lstm_bias,
-    set_forget_bias,
-    spectral_radius,
-)
-from jaxinit.residual import residual_projection, residual_zero, scaled
-from jaxinit.sharding import NonPartitionableRandomWarning, shardable
+from jaxinit.presets import irnn, rbm_normal, relu_bias, residual_projection, residual_zero
+from jaxinit.scaled import scaled
+from jaxinit.sharding import NonPartitionableRandomWarning
 from jaxinit.sparse import sparse
+from jaxinit.spectral import estimate_spectral_radius, spectral_radius
 from jaxinit.variance_scaling import (
     glorot_normal,
     glorot_uniform,
@@ -48,7 +49,40 @@ from jaxinit.variance_scaling import (
     xavier_uniform,
 )
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from jaxinit import testing
+    from jaxinit.diagnostics import LayerStats, format_table, layer_statistics, plot_statistics
+    from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
+
+__version__ = "0.2.0"
+
+#: Public names loaded on first use: name -> module.
+_LAZY = {
+    "LayerStats": "jaxinit.diagnostics",
+    "format_table": "jaxinit.diagnostics",
+    "layer_statistics": "jaxinit.diagnostics",
+    "plot_statistics": "jaxinit.diagnostics",
+    "LSUVLayer": "jaxinit.lsuv",
+    "LSUVReport": "jaxinit.lsuv",
+    "lsuv": "jaxinit.lsuv",
+}
+_LAZY_MODULES = ("testing",)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _LAZY_MODULES:
+        value = importlib.import_module(f"jaxinit.{name}")
+    else:
+        raise AttributeError(f"module 'jaxinit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
+
 
 __all__ = [
     "GATE_ORDERS",
@@ -82,6 +116,7 @@ __all__ = [
     "lsuv",
     "normal",
     "ones",
+    "ones_init",
     "orthogonal",
     "plot_statistics",
     "rbm_normal",
@@ -94,6 +129,7 @@ __all__ = [
     "sparse",
     "spectral_radius",
     "symmetric_uniform",
+    "testing",
     "truncated_normal",
     "uniform",
     "uniform_range",
@@ -101,4 +137,5 @@ __all__ = [
     "xavier_normal",
     "xavier_uniform",
     "zeros",
+    "zeros_init",
 ]

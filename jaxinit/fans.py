@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from jaxinit.core import AxisLike, check_disjoint, check_shape, normalize_axes
+from jaxinit.core import (
+    AxisLike,
+    check_choice,
+    check_disjoint,
+    check_real,
+    check_shape,
+    normalize_axes,
+)
 
-__all__ = ["calculate_gain", "compute_fans", "fan_axes"]
+__all__ = ["GAINS", "calculate_gain", "compute_fans", "fan_axes"]
 
 
 def fan_axes(
@@ -72,18 +78,24 @@ def compute_fans(
     return fan_in, fan_out
 
 
-_UNIT_GAIN = (
-    "linear",
-    "identity",
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "sigmoid",
-)
-_NAMES = (*_UNIT_GAIN, "tanh", "relu", "leaky_relu", "selu")
+def _leaky_relu_gain(slope: float) -> float:
+    gain = math.sqrt(2.0 / (1.0 + slope * slope))
+    if not gain > 0:
+        raise ValueError(f"jaxinit.calculate_gain: param={slope!r} is out of range: the gain "
+                         "sqrt(2 / (1 + slope²)) underflows to 0; accepted: |slope| < 1e150.")
+    return gain
+
+
+#: nonlinearity -> gain(param); ``param`` is accepted by ``leaky_relu`` only.
+GAINS: dict[str, Callable[[float], float]] = {
+    **{name: (lambda _: 1.0) for name in (
+        "linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+        "conv_transpose2d", "conv_transpose3d", "sigmoid")},
+    "tanh": lambda _: 5.0 / 3.0,
+    "relu": lambda _: math.sqrt(2.0),
+    "leaky_relu": _leaky_relu_gain,
+    "selu": lambda _: 0.75,
+}
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -107,31 +119,14 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     Example:
       >>> import jaxinit
       >>> round(jaxinit.calculate_gain("leaky_relu", 0.2), 6)
-      1.386750
+      1.38675
     """
-    if nonlinearity not in _NAMES:
-        raise ValueError(
-            f"calculate_gain: nonlinearity={nonlinearity!r} is not supported; accepted: "
-            + ", ".join(repr(n) for n in _NAMES)
-            + "."
-        )
+    name = "jaxinit.calculate_gain"
+    check_choice(name, "nonlinearity", nonlinearity, tuple(GAINS))
     if param is not None and nonlinearity != "leaky_relu":
         raise ValueError(
-            f"calculate_gain: param={param!r} is only accepted for 'leaky_relu' (its negative "
+            f"{name}: param={param!r} is only accepted for 'leaky_relu' (its negative "
             f"slope), not for {nonlinearity!r}."
         )
-    if nonlinearity in _UNIT_GAIN:
-        return 1.0
-    if nonlinearity == "tanh":
-        return 5.0 / 3.0
-    if nonlinearity == "relu":
-        return math.sqrt(2.0)
-    if nonlinearity == "selu":
-        return 0.75
-    slope = 0.01 if param is None else param
-    if isinstance(slope, bool) or not isinstance(slope, numbers.Real) or not math.isfinite(slope):
-        raise ValueError(
-            f"calculate_gain: param={param!r} must be a finite real negative slope "
-            "for 'leaky_relu'."
-        )
-    return math.sqrt(2.0 / (1.0 + float(slope) ** 2))
+    slope = 0.01 if param is None else check_real(name, "param", param)
+    return GAINS[nonlinearity](slope)

@@ -19,34 +19,27 @@ the output is then a shifted copy.
 
 from __future__ import annotations
 
-import math
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxinit.contract import initializer
 from jaxinit.core import (
     Array,
     AxisLike,
     DTypeLike,
     Initializer,
-    OutSharding,
-    Shape,
-    check_key,
-    check_real_scalar,
-    check_shape,
-    compute_dtype,
-    empty,
+    check_axes,
+    check_int,
+    check_real,
+    is_traced,
     normalize_axes,
-    resolve_dtype,
 )
-from jaxinit.sharding import shardable
+from jaxinit.orthogonal import orthogonal
 
 __all__ = ["delta_orthogonal", "dirac", "eye", "identity"]
 
 _CONV_RANKS = (3, 4, 5)
-_ANY_RANK = 1 << 30
 
 
 def _iota(shape: tuple[int, ...], axis: int) -> Array:
@@ -61,14 +54,12 @@ def _centre_mask(shape: tuple[int, ...]) -> Array:
     return mask
 
 
-def _check_conv_shape(name: str, shape: Shape) -> tuple[int, ...]:
-    dims = check_shape(name, shape)
+def _check_conv_rank(name: str, dims: tuple[int, ...]) -> None:
     if len(dims) not in _CONV_RANKS:
         raise ValueError(
             f"{name}: shape={dims} has rank {len(dims)}; accepted: a 1D, 2D or 3D convolution "
             "kernel of rank 3, 4 or 5, laid out (*spatial, in_features, out_features)."
         )
-    return dims
 
 
 def identity(
@@ -97,38 +88,27 @@ def identity(
              [0. , 0.5, 0. ]], dtype=float32)
     """
     name = "jaxinit.identity"
-    scale = check_real_scalar(name, "scale", scale)
-    # Types and repeats are checked now; the range once the rank is known.
-    normalize_axes(name, "batch_axis", batch_axis, _ANY_RANK)
-    if not isinstance(batch_axis, int):
-        batch_axis = tuple(batch_axis)
-    resolve_dtype(name, dtype)
-    default_dtype = dtype
+    scale = check_real(name, "scale", scale, traced=True)
+    batch_axes = check_axes(name, "batch_axis", batch_axis)
 
-    @shardable(name, random=False)
-    def init(
-        key: Array,
-        shape: Shape,
-        dtype: DTypeLike | None = default_dtype,
-        out_sharding: OutSharding = None,  # handled by @shardable
-    ) -> Array:
-        check_key(name, key)
-        dims = check_shape(name, shape)
-        out_dtype = resolve_dtype(name, dtype)
-        batch = normalize_axes(name, "batch_axis", batch_axis, len(dims))
-        matrix_axes = [a for a in range(len(dims)) if a not in batch]
-        if len(matrix_axes) != 2:
+    def matrix_axes(dims: tuple[int, ...]) -> list[int]:
+        batch = normalize_axes(name, "batch_axis", batch_axes, len(dims))
+        axes = [a for a in range(len(dims)) if a not in batch]
+        if len(axes) != 2:
             raise ValueError(
                 f"{name}: shape={dims} with batch_axis={batch_axis!r} leaves "
-                f"{len(matrix_axes)} matrix axes; accepted: exactly 2 (a matrix, or a stack "
+                f"{len(axes)} matrix axes; accepted: exactly 2 (a matrix, or a stack "
                 "of matrices with the stacking axes in batch_axis). For a convolution "
                 "kernel use jaxinit.dirac."
             )
-        if math.prod(dims) == 0:
-            return empty(dims, out_dtype, None)
-        rows, cols = (_iota(dims, a) for a in matrix_axes)
-        cdt = compute_dtype(out_dtype)
-        return jnp.where(rows == cols, jnp.asarray(scale, cdt), 0).astype(out_dtype)
+        return axes
+
+    @initializer(name, dtype=dtype, random=False, check=matrix_axes, in_output_dtype=True,
+                 bound=lambda _: (abs(scale), f"scale={scale!r}"),
+                 cache_key=None if is_traced(scale) else ("identity", scale, batch_axes))
+    def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        rows, cols = (_iota(shape, a) for a in matrix_axes(shape))
+        return jnp.where(rows == cols, jnp.asarray(scale, dtype), jnp.zeros((), dtype))
 
     return init
 
@@ -167,40 +147,26 @@ def dirac(groups: int = 1, scale: float = 1.0, dtype: DTypeLike | None = None) -
              [0., 1.]], dtype=float32)
     """
     name = "jaxinit.dirac"
-    if isinstance(groups, bool) or not isinstance(groups, int | np.integer):
-        raise TypeError(f"{name}: groups={groups!r} must be an int >= 1.")
-    if groups < 1:
-        raise ValueError(f"{name}: groups={groups!r} must be an int >= 1.")
-    groups = int(groups)
-    scale = check_real_scalar(name, "scale", scale)
-    resolve_dtype(name, dtype)
-    default_dtype = dtype
+    groups = check_int(name, "groups", groups, minimum=1)
+    scale = check_real(name, "scale", scale, traced=True)
 
-    @shardable(name, random=False)
-    def init(
-        key: Array,
-        shape: Shape,
-        dtype: DTypeLike | None = default_dtype,
-        out_sharding: OutSharding = None,  # handled by @shardable
-    ) -> Array:
-        check_key(name, key)
-        dims = _check_conv_shape(name, shape)
-        out_dtype = resolve_dtype(name, dtype)
-        out = dims[-1]
-        if out % groups:
+    def check(dims: tuple[int, ...]) -> None:
+        _check_conv_rank(name, dims)
+        if dims[-1] % groups:
             raise ValueError(
-                f"{name}: shape={dims} has {out} output channels (last axis), not a multiple "
-                f"of groups={groups}; accepted: out_features divisible by groups."
+                f"{name}: shape={dims} has {dims[-1]} output channels (last axis), not a "
+                f"multiple of groups={groups}; accepted: out_features divisible by groups."
             )
-        if math.prod(dims) == 0:
-            return empty(dims, out_dtype, None)
-        per_group_out = out // groups
-        rank = len(dims)
-        j_in = _iota(dims, rank - 2)
-        j_out = _iota(dims, rank - 1) % per_group_out
-        taps = _centre_mask(dims) & (j_in == j_out)
-        cdt = compute_dtype(out_dtype)
-        return jnp.where(taps, jnp.asarray(scale, cdt), 0).astype(out_dtype)
+
+    @initializer(name, dtype=dtype, random=False, check=check, in_output_dtype=True,
+                 bound=lambda _: (abs(scale), f"scale={scale!r}"),
+                 cache_key=None if is_traced(scale) else ("dirac", groups, scale))
+    def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        rank = len(shape)
+        j_in = _iota(shape, rank - 2)
+        j_out = _iota(shape, rank - 1) % (shape[-1] // groups)
+        taps = _centre_mask(shape) & (j_in == j_out)
+        return jnp.where(taps, jnp.asarray(scale, dtype), jnp.zeros((), dtype))
 
     return init
 
@@ -238,52 +204,37 @@ def delta_orthogonal(
       True
     """
     name = "jaxinit.delta_orthogonal"
-    scale = check_real_scalar(name, "scale", scale)
-    if isinstance(column_axis, bool) or not isinstance(column_axis, int | np.integer):
-        raise TypeError(f"{name}: column_axis={column_axis!r} must be an int (-1 or -2).")
+    scale = check_real(name, "scale", scale, traced=True)
+    column_axis = check_int(name, "column_axis", column_axis)
     # A non-negative axis is checked against the kernel's rank when called.
     if column_axis < 0 and column_axis not in (-1, -2):
         raise ValueError(
             f"{name}: column_axis={column_axis!r} is not supported; accepted: -1 (out) or "
             "-2 (in), or the same axes counted from the front."
         )
-    resolve_dtype(name, dtype)
-    default_dtype = dtype
 
-    @shardable(name)
-    def init(
-        key: Array,
-        shape: Shape,
-        dtype: DTypeLike | None = default_dtype,
-        out_sharding: OutSharding = None,  # handled by @shardable
-    ) -> Array:
-        check_key(name, key)
-        dims = _check_conv_shape(name, shape)
-        out_dtype = resolve_dtype(name, dtype)
+    def check(dims: tuple[int, ...]) -> None:
+        _check_conv_rank(name, dims)
         rank = len(dims)
-        axis = normalize_axes(name, "column_axis", int(column_axis), rank)[0]
+        axis = normalize_axes(name, "column_axis", column_axis, rank)[0]
         if axis < rank - 2:
             raise ValueError(
                 f"{name}: column_axis={column_axis!r} is a spatial axis of shape={dims}; "
                 "accepted: one of the last two axes (-2: in, -1: out)."
             )
-        fan_in, fan_out = dims[-2], dims[-1]
-        if fan_in > fan_out:
+        if dims[-2] > dims[-1]:
             raise ValueError(
-                f"{name}: shape={dims} has in_features={fan_in} > out_features={fan_out}; "
+                f"{name}: shape={dims} has in_features={dims[-2]} > out_features={dims[-1]}; "
                 "accepted: in <= out (the centre tap must have orthonormal rows)."
             )
-        if math.prod(dims) == 0:
-            return empty(dims, out_dtype, None)
-        cdt = compute_dtype(out_dtype)
-        # JAX's orthogonal initializer on the 2D shape (in, out): the Q of an
-        # (out, in) Gaussian, transposed when the columns are the out axis.
-        if axis == rank - 1:
-            tap = jax.random.orthogonal(key, fan_in, (), cdt, fan_out)
-        else:
-            tap = jax.random.orthogonal(key, fan_out, (), cdt, fan_in).T
-        tap = jnp.asarray(scale, cdt) * tap
-        centre = _centre_mask(dims)
-        return jnp.where(centre, tap, jnp.zeros((), cdt)).astype(out_dtype)
+
+    @initializer(name, dtype=dtype, check=check,
+                 bound=lambda _: (abs(scale), f"scale={scale!r}"),
+                 cache_key=None if is_traced(scale) else ("delta_orthogonal", scale, column_axis))
+    def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        # JAX's delta_orthogonal is its orthogonal on the (in, out) matrix: "qr" gives its bits.
+        axis = normalize_axes(name, "column_axis", column_axis, len(shape))[0] - len(shape)
+        tap = orthogonal(scale, axis, method="qr")(key, shape[-2:], dtype)
+        return jnp.where(_centre_mask(shape), tap, jnp.zeros((), dtype))
 
     return init

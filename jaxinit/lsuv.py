@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxinit.core import Array, check_key, check_real_scalar
+from jaxinit.core import Array, check_callable, check_int, check_key, check_real
 from jaxinit.layer_taps import (
     check_batch,
     get_at,
@@ -127,11 +127,11 @@ def lsuv(
       True
     """
     check_key(_NAME, key)
-    target = check_real_scalar(_NAME, "target", target, positive=True)
-    tol = check_real_scalar(_NAME, "tol", tol, positive=True)
-    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
-        raise ValueError(f"{_NAME}: max_rounds={max_rounds!r} must be an int >= 1.")
-    ortho = orthogonal_init or orthogonal()
+    target = check_real(_NAME, "target", target, positive=True)
+    tol = check_real(_NAME, "tol", tol, positive=True)
+    max_rounds = check_int(_NAME, "max_rounds", max_rounds, minimum=1)
+    ortho = orthogonal() if orthogonal_init is None else check_callable(
+        _NAME, "orthogonal_init", orthogonal_init)
     check_batch(_NAME, batch)
     prepared = prepare_model(_NAME, model, params, apply_kwargs)
     taps, _ = probe_layers(_NAME, prepared, batch)

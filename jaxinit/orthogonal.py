@@ -17,35 +17,31 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
 from jaxinit import orthogonal_recipes
+from jaxinit.contract import initializer
 from jaxinit.core import (
     Array,
     AxisLike,
     DTypeLike,
     Initializer,
-    OutSharding,
-    Shape,
+    check_axes,
     check_choice,
     check_disjoint,
-    check_key,
-    check_real_scalar,
-    check_shape,
-    compute_dtype,
-    empty,
+    check_int,
+    check_real,
+    is_traced,
     normalize_axes,
-    resolve_dtype,
 )
 from jaxinit.householder import householder_sampler
-from jaxinit.sharding import check_out_sharding
+from jaxinit.sharding import constrain
 
 __all__ = ["SAMPLERS", "Sampler", "auto_method", "orthogonal", "qr_sampler"]
 
@@ -108,17 +104,6 @@ def auto_method(batch_size: int, n: int, m: int, backend: str | None = None) -> 
     return "householder"
 
 
-def _constrain(x: Array, sharding: NamedSharding, entries: tuple[object, ...]) -> Array:
-    """Sharding constraint by spec entries, on ``sharding``'s mesh (Auto axes).
-
-    Under ``auto_axes`` (meshes with Explicit axes) the context mesh is used.
-    """
-    spec = PartitionSpec(*entries)
-    if sharding.mesh.explicit_axes:
-        return jax.lax.with_sharding_constraint(x, spec)
-    return jax.lax.with_sharding_constraint(x, NamedSharding(sharding.mesh, spec))
-
-
 @functools.partial(
     jax.jit,
     static_argnames=("dims", "column_axis", "batch_axes", "num_blocks", "method", "dtype",
@@ -127,6 +112,7 @@ def _constrain(x: Array, sharding: NamedSharding, entries: tuple[object, ...]) -
 def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column_axis: int,
                       batch_axes: tuple[int, ...], num_blocks: int, method: str,
                       dtype: np.dtype, sharding: NamedSharding | None) -> Array:
+    """Scaled Haar matrices laid out in ``dims``, computed in ``dtype``."""
     row_axes = tuple(a for a in range(len(dims)) if a != column_axis and a not in batch_axes)
     batch_dims = tuple(dims[a] for a in batch_axes)
     row_dims = tuple(dims[a] for a in row_axes)
@@ -134,11 +120,10 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
     # With blocks, the block index is one more batch axis (kept out otherwise,
     # so that a plain matrix is drawn exactly as JAX draws it).
     batch_shape = batch_dims + ((num_blocks,) if num_blocks > 1 else ())
-    cdt = compute_dtype(dtype)
     tall, short = max(rows, cols), min(rows, cols)
     if method == "auto":
         method = auto_method(math.prod(batch_shape), tall, short)
-    q = SAMPLERS[method](key, batch_shape, tall, short, cdt)
+    q = SAMPLERS[method](key, batch_shape, tall, short, dtype)
     if rows < cols:
         q = jnp.swapaxes(q, -1, -2)  # a wide matrix: orthonormal rows
     if sharding is not None:
@@ -146,24 +131,12 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
         # partitioner then gives each device only its own slices to compute.
         entries = tuple(sharding.spec) + (None,) * (len(dims) - len(sharding.spec))
         inner = tuple(entries[a] for a in batch_axes) + (None,) * (q.ndim - len(batch_axes))
-        q = _constrain(q, sharding, inner)
+        q = constrain(q, sharding, inner)
     if num_blocks > 1:
         q = jnp.moveaxis(q, -3, -2)  # (*batch, rows, block, cols)
     q = q.reshape(*batch_dims, *row_dims, dims[column_axis])
     q = jnp.transpose(q, tuple(int(a) for a in np.argsort((*batch_axes, *row_axes, column_axis))))
-    q = (jnp.asarray(scale, cdt) * q).astype(dtype)
-    if sharding is not None:
-        q = _constrain(q, sharding, tuple(sharding.spec))
-    return q
-
-
-def _orthogonal_sharded(key: Array, scale: Array, sharding: NamedSharding,
-                        **static: object) -> Array:
-    build = functools.partial(_orthogonal_array, sharding=sharding, **static)
-    if sharding.mesh.explicit_axes:
-        build = jax.sharding.auto_axes(build, out_sharding=sharding,
-                                       axes=sharding.mesh.explicit_axes)
-    return build(key, scale)
+    return jnp.asarray(scale, dtype) * q
 
 
 def orthogonal(
@@ -238,25 +211,13 @@ def orthogonal(
       True
     """
     name = "jaxinit.orthogonal"
-    scale = check_real_scalar(name, "scale", scale)
-    if isinstance(column_axis, bool) or not isinstance(column_axis, numbers.Integral):
-        raise TypeError(f"{name}: column_axis={column_axis!r} must be an int.")
-    normalize_axes(name, "batch_axis", batch_axis, 1 << 30)  # types only; ranges at call time
+    scale = check_real(name, "scale", scale, traced=True)
+    column_axis = check_int(name, "column_axis", column_axis)
+    batch_axes = check_axes(name, "batch_axis", batch_axis)  # kept as written for messages
     check_choice(name, "method", method, ("auto", *SAMPLERS))
-    if num_blocks is not None and (isinstance(num_blocks, bool)
-                                   or not isinstance(num_blocks, numbers.Integral)):
-        raise TypeError(f"{name}: num_blocks={num_blocks!r} must be None or a positive int.")
-    if num_blocks is not None and num_blocks < 1:
-        raise ValueError(f"{name}: num_blocks={num_blocks!r} must be None or a positive int.")
-    if dtype is not None:
-        resolve_dtype(name, dtype)
-    default_dtype = dtype
+    blocks = 1 if num_blocks is None else check_int(name, "num_blocks", num_blocks, minimum=1)
 
-    def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
-             out_sharding: OutSharding = None) -> Array:
-        check_key(name, key)
-        dims = check_shape(name, shape, min_rank=2)
-        out_dtype = resolve_dtype(name, dtype)
+    def layout(dims: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
         col = normalize_axes(name, "column_axis", column_axis, len(dims))[0]
         batch = tuple(sorted(normalize_axes(name, "batch_axis", batch_axis, len(dims))))
         check_disjoint(name, column_axis=(col,), batch_axis=batch)
@@ -265,19 +226,24 @@ def orthogonal(
                 f"{name}: batch_axis={batch_axis!r} leaves no row axis in shape={dims}; "
                 "accepted: at most rank - 2 batch axes."
             )
-        blocks = num_blocks or 1
         if dims[col] % blocks:
             raise ValueError(
                 f"{name}: num_blocks={num_blocks} does not divide the column axis "
                 f"(size {dims[col]}) of shape={dims}."
             )
-        sharding = check_out_sharding(name, dims, out_sharding)
-        if 0 in dims:
-            return empty(dims, out_dtype, sharding)
-        static = dict(dims=dims, column_axis=col, batch_axes=batch, num_blocks=blocks,
-                      method=method, dtype=out_dtype)
-        if sharding is None:
-            return _orthogonal_array(key, scale, sharding=None, **static)
-        return _orthogonal_sharded(key, scale, sharding, **static)
+        return col, batch
+
+    def bound(dims: tuple[int, ...]) -> tuple[Any, str]:
+        return abs(scale), f"scale={scale!r}"  # entries of an orthogonal matrix are <= 1
+
+    @initializer(name, dtype=dtype, min_rank=2, check=layout, bound=bound, structured=True,
+                 cache_key=None if is_traced(scale) else (
+                     "orthogonal", scale, column_axis, batch_axes, method, blocks))
+    def init(key: Array, shape: tuple[int, ...], dtype: np.dtype,
+             sharding: NamedSharding | None) -> Array:
+        col, batch = layout(shape)
+        return _orthogonal_array(key, scale, dims=shape, column_axis=col, batch_axes=batch,
+                                 num_blocks=blocks, method=method, dtype=dtype,
+                                 sharding=sharding)
 
     return init

@@ -40,24 +40,20 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from jaxinit.core import Array, DTypeLike, OutSharding, Shape, check_key, check_shape
+from jaxinit.core import Array, OutSharding, Shape, check_shape
 
 __all__ = [
     "NonPartitionableRandomWarning",
     "check_out_sharding",
+    "constrain",
     "shard_output",
-    "shardable",
+    "warn_if_not_partitionable",
 ]
-
-F = TypeVar("F", bound=Callable[..., Array])
-
-# Marks "dtype not given", so that a wrapped initializer keeps its own default dtype.
-_DEFAULT_DTYPE: Any = object()
 
 
 class NonPartitionableRandomWarning(UserWarning):
@@ -169,7 +165,8 @@ def check_out_sharding(name: str, shape: Shape, out_sharding: OutSharding) -> Na
     return sharding
 
 
-def _warn_if_not_partitionable(name: str) -> None:
+def warn_if_not_partitionable(name: str) -> None:
+    """Warns that a sharded random draw computes the whole array on every device."""
     if not jax.config.jax_threefry_partitionable:  # type: ignore[attr-defined]
         warnings.warn(
             f"{name}: out_sharding is given but jax_threefry_partitionable is off, so every "
@@ -200,65 +197,25 @@ def shard_output(compute: Callable[[Array], Array], key: Array, sharding: NamedS
     return jax.jit(compute, out_shardings=sharding)(key)
 
 
-def shardable(name: str, *, random: bool = True) -> Callable[[F], F]:
-    """Decorator: makes an initializer accept ``out_sharding`` in every setting.
+def constrain(x: Array, sharding: NamedSharding, entries: tuple[Any, ...]) -> Array:
+    """Constrains ``x`` to the partition spec ``entries`` on ``sharding``'s mesh.
 
-    The wrapped initializer checks ``key``, ``shape`` and ``out_sharding``
-    (:func:`check_out_sharding`), then calls the original *without*
-    ``out_sharding`` inside :func:`shard_output`, so the values are those of
-    the unsharded call. The original keeps its own default dtype.
-
-    Works for any function with the initializer protocol -- a structured
-    scheme, a user's own, or one from ``jax.nn.initializers`` (whose own
-    ``out_sharding`` needs an ``Explicit`` mesh set with ``jax.set_mesh``)::
-
-      init = jaxinit.sharding.shardable("he_normal")(jax.nn.initializers.he_normal())
-      w = init(key, (4096, 4096), out_sharding=NamedSharding(mesh, P("data")))
-
-    Each device computes its own shard when the computation is elementwise
-    (every random sampler) or batched along the sharded axes; a computation
-    that mixes the sharded axis (e.g. the QR of one matrix split by rows) is
-    still correct, but the partitioner may gather or replicate it.
-
-    Args:
-      name: the initializer's name for error messages, e.g. ``"jaxinit.normal"``.
-      random: whether the initializer draws random numbers (``False`` for
-        constants: no warning about ``jax_threefry_partitionable``).
+    For a computation run by :func:`shard_output` that lays out an
+    intermediate result itself (e.g. a stack of matrices along its batch axes
+    before they are reshaped into the output). On a mesh with ``Explicit``
+    axes that computation runs under ``auto_axes`` over the context mesh, so
+    the spec alone names the layout there.
     """
-
-    def decorate(init: F) -> F:
-        @functools.wraps(init)
-        def wrapped(key: Array, shape: Shape, dtype: DTypeLike | None = _DEFAULT_DTYPE,
-                    out_sharding: OutSharding = None) -> Array:
-            if out_sharding is None:
-                return _call(init, shape, dtype, key)
-            check_key(name, key)
-            dims = check_shape(name, shape)
-            sharding = check_out_sharding(name, dims, out_sharding)
-            if sharding is None:
-                return _call(init, dims, dtype, key)
-            if random:
-                _warn_if_not_partitionable(name)
-            try:
-                hash(dtype)
-            except TypeError as err:
-                raise TypeError(f"{name}: dtype={dtype!r} is not a dtype.") from err
-            return shard_output(_bound(init, dims, dtype), key, sharding)
-
-        return wrapped  # type: ignore[return-value]
-
-    return decorate
+    spec = PartitionSpec(*entries)
+    if not jax.sharding.get_abstract_mesh().empty:
+        return jax.lax.with_sharding_constraint(x, spec)
+    # No context mesh: a constraint may name Auto axes only, so use an Auto copy of the mesh
+    # (same devices; the output sharding itself stays the one asked for).
+    return jax.lax.with_sharding_constraint(x, NamedSharding(_auto_mesh(sharding.mesh), spec))
 
 
-def _call(init: Callable[..., Array], shape: Shape, dtype: Any, key: Array) -> Array:
-    if dtype is _DEFAULT_DTYPE:
-        return init(key, shape)
-    return init(key, shape, dtype)
-
-
-@functools.lru_cache(maxsize=512)
-def _bound(init: Callable[..., Array], shape: tuple[int, ...], dtype: Any
-           ) -> Callable[[Array], Array]:
-    # The same function object for the same (init, shape, dtype), so that JAX's
-    # compilation cache hits on repeated eager calls instead of recompiling.
-    return functools.partial(_call, init, shape, dtype)
+@functools.lru_cache(maxsize=64)
+def _auto_mesh(mesh: Mesh) -> Mesh:
+    if not mesh.abstract_mesh.explicit_axes:
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))

@@ -15,22 +15,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinit.contract import initializer, scale_samples
 from jaxinit.core import (
     Array,
     AxisLike,
     DTypeLike,
     Initializer,
-    OutSharding,
-    Shape,
-    check_key,
-    check_real_scalar,
-    check_shape,
-    compute_dtype,
-    empty,
-    resolve_dtype,
+    check_axes,
+    check_disjoint,
+    check_int,
+    check_real,
+    normal_max_abs,
 )
 from jaxinit.fans import fan_axes
-from jaxinit.sharding import shardable
 
 __all__ = ["nonzero_count", "sparse"]
 
@@ -38,7 +35,7 @@ _NAME = "jaxinit.sparse"
 
 
 def _check_fraction(arg_name: str, value: float) -> float:
-    fraction = check_real_scalar(_NAME, arg_name, value)
+    fraction = check_real(_NAME, arg_name, value)
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"{_NAME}: {arg_name}={value!r} is outside (0, 1); accepted: 0 < f < 1.")
     return fraction
@@ -222,43 +219,45 @@ def sparse(
             f"given; got {given or 'none'}."
         )
     if num_nonzero is not None:
-        if isinstance(num_nonzero, bool) or not isinstance(num_nonzero, int | np.integer):
-            raise TypeError(f"{_NAME}: num_nonzero={num_nonzero!r} must be an int >= 1.")
-        if num_nonzero < 1:
-            raise ValueError(f"{_NAME}: num_nonzero={num_nonzero!r} must be an int >= 1.")
-        num_nonzero = int(num_nonzero)
+        num_nonzero = check_int(_NAME, "num_nonzero", num_nonzero, minimum=1)
     if zero_fraction is not None:
         zero_fraction = _check_fraction("zero_fraction", zero_fraction)
     if nonzero_fraction is not None:
         nonzero_fraction = _check_fraction("nonzero_fraction", nonzero_fraction)
-    stddev = check_real_scalar(_NAME, "stddev", stddev, positive=True)
+    stddev = check_real(_NAME, "stddev", stddev, positive=True)
     (count_name, count_value), = given.items()
-    default_dtype = dtype
+    axes = {"in_axis": check_axes(_NAME, "in_axis", in_axis),
+            "out_axis": check_axes(_NAME, "out_axis", out_axis),
+            "batch_axis": check_axes(_NAME, "batch_axis", batch_axis)}
+    check_disjoint(_NAME, **axes)  # as written; again once negative axes are resolved
 
-    @shardable(_NAME)
-    def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
-             out_sharding: OutSharding = None) -> Array:
-        check_key(_NAME, key)
-        dims = check_shape(_NAME, shape)
-        out_dtype = resolve_dtype(_NAME, dtype, allow_complex=False)
-        cdt = compute_dtype(out_dtype)
+    def plan(dims: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
+        """``(axis order units-first, fan_in, k)``, or raises for an unusable shape."""
         ins, outs, batch, receptive = fan_axes(_NAME, dims, in_axis, out_axis, batch_axis)
-        if 0 in dims:
-            return empty(dims, out_dtype, out_sharding)
-        fan_in = math.prod(dims[a] for a in (*receptive, *ins))
+        fan_in = int(math.prod(dims[a] for a in (*receptive, *ins)))
         k = nonzero_count(fan_in, num_nonzero, zero_fraction=zero_fraction,
                           nonzero_fraction=nonzero_fraction)
-        if k < 1:
+        if k < 1 and 0 not in dims:
             raise ValueError(
                 f"{_NAME}: {count_name}={count_value!r} leaves no non-zero input for "
                 f"fan_in={fan_in} (shape={dims}); every unit needs at least one."
             )
+        return (*batch, *outs, *receptive, *ins), fan_in, k
+
+    def check(dims: tuple[int, ...]) -> None:
+        plan(dims)
+
+    @initializer(_NAME, dtype=dtype, allow_complex=False, check=check,
+                 bound=lambda _: (stddev * normal_max_abs(np.dtype(np.float64)),
+                                  f"stddev={stddev!r}"),
+                 cache_key=("sparse", num_nonzero, zero_fraction, nonzero_fraction, stddev,
+                            tuple(axes.values())))
+    def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         # Work on a (units, fan_in) matrix: units are batch × out positions.
-        order = (*batch, *outs, *receptive, *ins)
-        num_units = math.prod(dims[a] for a in (*batch, *outs))
+        order, fan_in, k = plan(shape)
+        num_units = math.prod(shape) // fan_in
         method = _sampling_method(fan_in, k)
-        rows = _sparse_rows(key, num_units, fan_in, k, cdt, method) * jnp.array(stddev, cdt)
-        w = rows.reshape([dims[a] for a in order]).transpose(np.argsort(order))
-        return w.astype(out_dtype)
+        rows = scale_samples(_sparse_rows(key, num_units, fan_in, k, dtype, method), stddev)
+        return rows.reshape([shape[a] for a in order]).transpose(np.argsort(order))
 
     return init

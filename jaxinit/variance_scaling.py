@@ -8,30 +8,27 @@ shape and float32/float64 dtype the values equal ``jax.nn.initializers``'.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinit.contract import initializer, scale_samples
 from jaxinit.core import (
     Array,
     AxisLike,
     DTypeLike,
     Initializer,
-    OutSharding,
-    Shape,
+    check_axes,
     check_choice,
-    check_key,
-    check_real_scalar,
-    check_shape,
-    compute_dtype,
-    empty,
+    check_real,
     is_complex,
+    is_traced,
+    normal_max_abs,
+    normalize_axes,
     real_dtype,
-    resolve_dtype,
 )
-from jaxinit.fans import fan_axes
-from jaxinit.sharding import shardable
 
 __all__ = [
     "COMPLEX_TRUNCATED_NORMAL_STD",
@@ -83,6 +80,87 @@ def _complex_truncated_normal(key: Array, shape: tuple[int, ...], dtype: np.dtyp
     return r.astype(dtype) * jnp.exp(1j * (2 * np.pi * u.astype(dtype)))
 
 
+def _fans(shape: tuple[int, ...], ins: tuple[int, ...], outs: tuple[int, ...],
+          batch: tuple[int, ...]) -> tuple[float, float]:
+    """JAX's fan arithmetic (``jax.nn.initializers``), operation for operation.
+
+    ``receptive = prod(shape) / in_size / out_size / batch_size``; equal to
+    :func:`jaxinit.compute_fans` when the axis groups are disjoint. Overlapping
+    groups are accepted as JAX accepts them: Flax's ``nn.Embed`` default
+    ``variance_scaling(1, "fan_in", "normal", out_axis=0)`` on a
+    ``(num_embeddings, features)`` table gives ``fan_in = features``.
+    """
+    in_size = math.prod(shape[a] for a in ins)
+    out_size = math.prod(shape[a] for a in outs)
+    batch_size = math.prod(shape[a] for a in batch)
+    receptive = math.prod(shape) / in_size / out_size / batch_size
+    return in_size * receptive, out_size * receptive
+
+
+def _variance_scaling(name: str, scale: float, mode: str, distribution: str,
+                      in_axis: AxisLike, out_axis: AxisLike, batch_axis: AxisLike,
+                      dtype: DTypeLike | None, *, options: str) -> Initializer:
+    """:func:`variance_scaling` with errors naming ``name`` (the factory the user called)."""
+    scale = check_real(name, "scale", scale, positive=True, traced=True)
+    check_choice(name, "mode", mode, MODES)
+    check_choice(name, "distribution", distribution, DISTRIBUTIONS)
+    axes = {"in_axis": in_axis, "out_axis": out_axis, "batch_axis": batch_axis}
+    written = tuple(check_axes(name, arg, value) for arg, value in axes.items())
+    default_layout = in_axis == -2 and out_axis == -1
+
+    def layout(dims: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        if len(dims) < 2 and default_layout:
+            raise ValueError(
+                f"{name}: shape={dims} has rank {len(dims)}; the default in_axis=-2, "
+                "out_axis=-1 need rank >= 2 (pass in_axis/out_axis for other layouts)."
+            )
+        return tuple(normalize_axes(name, arg, value, len(dims)) for arg, value in axes.items())
+
+    def fans(dims: tuple[int, ...]) -> tuple[float, float]:
+        return _fans(dims, *layout(dims))
+
+    def std(dims: tuple[int, ...]) -> Any:
+        fan_in, fan_out = fans(dims)
+        return (scale / _denominator(mode, fan_in, fan_out)) ** 0.5
+
+    def bound(dims: tuple[int, ...]) -> tuple[Any, str]:
+        reach = {"normal": normal_max_abs(np.dtype(np.float64)), "uniform": 3**0.5,
+                 "truncated_normal": 2 / TRUNCATED_NORMAL_STD}[distribution]
+        return std(dims) * reach, options
+
+    @initializer(name, dtype=dtype, check=layout, bound=bound,
+                 cache_key=None if is_traced(scale) else ("variance_scaling", scale, mode,
+                                                         distribution, written))
+    def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        fan_in, fan_out = fans(shape)
+        variance = jnp.array(scale / _denominator(mode, fan_in, fan_out), dtype=dtype)
+        if is_complex(dtype):
+            if distribution == "truncated_normal":
+                stddev = jnp.sqrt(variance) / jnp.array(COMPLEX_TRUNCATED_NORMAL_STD, dtype)
+                return scale_samples(_complex_truncated_normal(key, shape, dtype), stddev)
+            if distribution == "normal":
+                return scale_samples(jax.random.normal(key, shape, dtype), jnp.sqrt(variance))
+            return scale_samples(_complex_uniform_disk(key, shape, dtype), jnp.sqrt(variance))
+        if distribution == "truncated_normal":
+            stddev = jnp.sqrt(variance) / jnp.array(TRUNCATED_NORMAL_STD, dtype)
+            return scale_samples(jax.random.truncated_normal(key, -2, 2, shape, dtype), stddev)
+        if distribution == "normal":
+            return scale_samples(jax.random.normal(key, shape, dtype), jnp.sqrt(variance))
+        return scale_samples(jax.random.uniform(key, shape, dtype, -1), jnp.sqrt(3 * variance))
+
+    return init
+
+
+def _denominator(mode: str, fan_in: float, fan_out: float) -> float:
+    if mode == "fan_in":
+        return fan_in
+    if mode == "fan_out":
+        return fan_out
+    if mode == "fan_avg":
+        return (fan_in + fan_out) / 2
+    return (fan_in * fan_out) ** 0.5
+
+
 def variance_scaling(
     scale: float,
     mode: str,
@@ -114,6 +192,9 @@ def variance_scaling(
     ``Var(s) = fan_in · Var(w) · Var(x)``, so ``Var(w) = 1/fan_in`` keeps the
     forward variance; ``1/fan_out`` keeps the backward one.
 
+    Axis groups that overlap are accepted with JAX's arithmetic (see ``_fans``):
+    Flax's ``nn.Embed`` uses ``out_axis=0`` with the default ``in_axis=-2``.
+
     Args:
       scale: the variance multiplier, > 0 (a gain ``g`` is ``scale = g²``).
       mode: ``"fan_in"``, ``"fan_out"``, ``"fan_avg"`` or ``"fan_geo_avg"``.
@@ -130,53 +211,17 @@ def variance_scaling(
       >>> bool(abs(w.std() - (2 / 512) ** 0.5) < 0.001)
       True
     """
-    name = "jaxinit.variance_scaling"
-    scale = check_real_scalar(name, "scale", scale, positive=True)
-    check_choice(name, "mode", mode, MODES)
-    check_choice(name, "distribution", distribution, DISTRIBUTIONS)
-    default_dtype = dtype
-
-    @shardable(name)
-    def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
-             out_sharding: OutSharding = None) -> Array:  # handled by @shardable
-        check_key(name, key)
-        dims = check_shape(name, shape)
-        out_dtype = resolve_dtype(name, dtype)
-        cdt = compute_dtype(out_dtype)
-        ins, outs, _, receptive = fan_axes(name, dims, in_axis, out_axis, batch_axis)
-        if 0 in dims:
-            return empty(dims, out_dtype, None)
-        receptive_size = math.prod(dims[a] for a in receptive)
-        fan_in = math.prod(dims[a] for a in ins) * receptive_size
-        fan_out = math.prod(dims[a] for a in outs) * receptive_size
-        denominator = {
-            "fan_in": fan_in,
-            "fan_out": fan_out,
-            "fan_avg": (fan_in + fan_out) / 2,
-            "fan_geo_avg": (fan_in * fan_out) ** 0.5,
-        }[mode]
-        variance = jnp.array(scale / denominator, dtype=cdt)
-        complex_out = is_complex(cdt)
-        if distribution == "truncated_normal":
-            if complex_out:
-                std = jnp.sqrt(variance) / jnp.array(COMPLEX_TRUNCATED_NORMAL_STD, cdt)
-                w = _complex_truncated_normal(key, dims, cdt) * std
-            else:
-                std = jnp.sqrt(variance) / jnp.array(TRUNCATED_NORMAL_STD, cdt)
-                w = jax.random.truncated_normal(key, -2, 2, dims, cdt) * std
-        elif distribution == "normal":
-            w = jax.random.normal(key, dims, cdt) * jnp.sqrt(variance)
-        elif complex_out:
-            w = _complex_uniform_disk(key, dims, cdt) * jnp.sqrt(variance)
-        else:
-            w = jax.random.uniform(key, dims, cdt, -1) * jnp.sqrt(3 * variance)
-        return w.astype(out_dtype)
-
-    return init
+    return _variance_scaling("jaxinit.variance_scaling", scale, mode, distribution, in_axis,
+                             out_axis, batch_axis, dtype, options=f"scale={scale!r}")
 
 
 def _gain_scale(name: str, gain: float) -> float:
-    return check_real_scalar(name, "gain", gain, positive=True) ** 2
+    gain = check_real(name, "gain", gain, positive=True)
+    scale = gain * gain
+    if not 0 < scale < math.inf:
+        raise ValueError(f"{name}: gain={gain!r} is out of range: gain² is not a positive "
+                         "finite float; accepted: 1e-150 < gain < 1e150.")
+    return scale
 
 
 def glorot_uniform(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: AxisLike = (),
@@ -194,8 +239,9 @@ def glorot_uniform(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: 
       >>> bool(abs(w).max() <= (6 / 600) ** 0.5)
       True
     """
-    return variance_scaling(_gain_scale("jaxinit.glorot_uniform", gain), "fan_avg", "uniform",
-                            in_axis, out_axis, batch_axis, dtype)
+    name = "jaxinit.glorot_uniform"
+    return _variance_scaling(name, _gain_scale(name, gain), "fan_avg", "uniform", in_axis,
+                             out_axis, batch_axis, dtype, options=f"gain={gain!r}")
 
 
 def glorot_normal(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: AxisLike = (),
@@ -211,13 +257,18 @@ def glorot_normal(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: A
       >>> bool(abs(w.std() - (2 / 800) ** 0.5) < 0.001)
       True
     """
-    return variance_scaling(_gain_scale("jaxinit.glorot_normal", gain), "fan_avg",
-                            "truncated_normal", in_axis, out_axis, batch_axis, dtype)
+    name = "jaxinit.glorot_normal"
+    return _variance_scaling(name, _gain_scale(name, gain), "fan_avg", "truncated_normal",
+                             in_axis, out_axis, batch_axis, dtype, options=f"gain={gain!r}")
 
 
 def _he_scale(name: str, negative_slope: float) -> float:
-    slope = check_real_scalar(name, "negative_slope", negative_slope)
-    return 2.0 / (1.0 + slope**2)
+    slope = check_real(name, "negative_slope", negative_slope)
+    scale = 2.0 / (1.0 + slope * slope)
+    if not scale > 0:
+        raise ValueError(f"{name}: negative_slope={negative_slope!r} is out of range: the "
+                         "variance 2/(1 + a²) underflows to 0; accepted: |a| < 1e150.")
+    return scale
 
 
 def he_uniform(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: AxisLike = (),
@@ -234,15 +285,16 @@ def he_uniform(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: Axis
       True
     """
     name = "jaxinit.he_uniform"
-    return variance_scaling(_he_scale(name, negative_slope), "fan_in", "uniform",
-                            in_axis, out_axis, batch_axis, dtype)
+    return _variance_scaling(name, _he_scale(name, negative_slope), "fan_in", "uniform",
+                             in_axis, out_axis, batch_axis, dtype,
+                             options=f"negative_slope={negative_slope!r}")
 
 
 def he_normal(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: AxisLike = (),
               dtype: DTypeLike | None = None, *, negative_slope: float = 0.0) -> Initializer:
     """Builds a He (Kaiming) normal initializer: std √(2 / ((1 + a²)·fan_in)).
 
-    The seeds' ``randn(n) * sqrt(2 / n)`` for ReLU (He et al. 2015); truncated
+    ``randn(n) * sqrt(2 / n)`` for ReLU (He et al. 2015); truncated
     and std-corrected as in JAX. For a conv kernel ``(kh, kw, c_in, c_out)``
     the std is ``√(2 / (kh·kw·c_in))``.
 
@@ -253,8 +305,9 @@ def he_normal(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: AxisL
       True
     """
     name = "jaxinit.he_normal"
-    return variance_scaling(_he_scale(name, negative_slope), "fan_in", "truncated_normal",
-                            in_axis, out_axis, batch_axis, dtype)
+    return _variance_scaling(name, _he_scale(name, negative_slope), "fan_in", "truncated_normal",
+                             in_axis, out_axis, batch_axis, dtype,
+                             options=f"negative_slope={negative_slope!r}")
 
 
 def lecun_uniform(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: AxisLike = (),
@@ -267,12 +320,13 @@ def lecun_uniform(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: A
       >>> bool(abs(w).max() <= 0.1)
       True
     """
-    return variance_scaling(1.0, "fan_in", "uniform", in_axis, out_axis, batch_axis, dtype)
+    return _variance_scaling("jaxinit.lecun_uniform", 1.0, "fan_in", "uniform", in_axis,
+                             out_axis, batch_axis, dtype, options="the shape")
 
 
 def lecun_normal(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: AxisLike = (),
                  dtype: DTypeLike | None = None) -> Initializer:
-    """Builds a LeCun normal initializer: std 1/√fan_in -- the seeds' ``randn(n) / sqrt(n)``.
+    """Builds a LeCun normal initializer: std 1/√fan_in -- ``randn(n) / sqrt(n)``.
 
     LeCun et al. (1998), "Efficient BackProp"; truncated and std-corrected as in JAX.
 
@@ -282,8 +336,8 @@ def lecun_normal(in_axis: AxisLike = -2, out_axis: AxisLike = -1, batch_axis: Ax
       >>> bool(abs(w.std() - 0.05) < 0.001)
       True
     """
-    return variance_scaling(1.0, "fan_in", "truncated_normal", in_axis, out_axis, batch_axis,
-                            dtype)
+    return _variance_scaling("jaxinit.lecun_normal", 1.0, "fan_in", "truncated_normal", in_axis,
+                             out_axis, batch_axis, dtype, options="the shape")
 
 
 xavier_uniform = glorot_uniform

@@ -41,18 +41,16 @@ def test_is_an_initializer(name):
 
 
 @pytest.mark.parametrize("name", INITS)
-def test_pure_and_jit_agrees_with_eager(name):
+def test_pure_and_jit_equals_eager_equals_jax_eager(name):
     init = INITS[name]
     eager = init(KEY, (6, 10))
     jitted = jax.jit(init, static_argnums=(1, 2))(KEY, (6, 10), jnp.float32)
     np.testing.assert_array_equal(np.asarray(eager), np.asarray(init(KEY, (6, 10))))
-    # Under jit, XLA may fold the final multiplications by constants in another order
-    # (as it does for jax.nn.initializers): equal to within 2 ulp of float32.
-    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=2.4e-7, atol=0)
-    if hasattr(jax.nn.initializers, name):
-        jax_init = INITS_JAX[name]
-        theirs = jax.jit(jax_init, static_argnums=(1, 2))(KEY, (6, 10), jnp.float32)
-        np.testing.assert_array_equal(np.asarray(jitted), np.asarray(theirs))
+    # One rounding in every context: XLA cannot fold the scaling into the sampler.
+    np.testing.assert_array_equal(np.asarray(jitted), np.asarray(eager))
+    if name in INITS_JAX:
+        theirs = INITS_JAX[name](KEY, (6, 10), jnp.float32)
+        np.testing.assert_array_equal(np.asarray(eager), np.asarray(theirs))
 
 
 @pytest.mark.parametrize("name", ["normal", "he_normal", "glorot_uniform"])

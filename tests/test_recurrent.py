@@ -8,7 +8,7 @@ import pytest
 from example_loader import load_example
 from flax import nnx
 
-from jaxinit.recurrent import (
+from jaxinit import (
     GATE_ORDERS,
     estimate_spectral_radius,
     gate_bias,

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxinit import residual_projection, residual_zero, scaled
 from jaxinit.distributions import normal
-from jaxinit.residual import residual_projection, residual_zero, scaled
 from jaxinit.testing import assert_std
 from jaxinit.variance_scaling import lecun_normal
 

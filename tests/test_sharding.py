@@ -20,6 +20,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxinit.constant import constant, ones, zeros
+from jaxinit.contract import shardable
 from jaxinit.distributions import (
     normal,
     symmetric_uniform,
@@ -29,9 +30,9 @@ from jaxinit.distributions import (
 )
 from jaxinit.identity import dirac, identity
 from jaxinit.orthogonal import orthogonal
-from jaxinit.recurrent import spectral_radius
-from jaxinit.sharding import NonPartitionableRandomWarning, check_out_sharding, shardable
+from jaxinit.sharding import NonPartitionableRandomWarning, check_out_sharding
 from jaxinit.sparse import sparse
+from jaxinit.spectral import spectral_radius
 from jaxinit.variance_scaling import (
     glorot_normal,
     glorot_uniform,
