@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ from jaxinit.core import (
     Initializer,
     is_traced,
     runtime_check,
+    show,
 )
 
 __all__ = ["constant", "filled", "ones", "ones_init", "zeros", "zeros_init"]
@@ -39,7 +41,7 @@ def filled(name: str, value: ArrayLike, dtype: DTypeLike | None) -> Initializer:
 
     def bound(dims: tuple[int, ...]) -> tuple[object, str]:
         if concrete:
-            return float(np.max(np.abs(array), initial=0.0)), f"value={value!r}"
+            return float(np.max(np.abs(array), initial=0.0)), f"value={show(value)}"
         return jnp.max(jnp.abs(array)), "value"
 
     is_complex_value = np.iscomplexobj(array) if concrete else jnp.iscomplexobj(array)
@@ -68,6 +70,12 @@ def _check_value(name: str, value: Any) -> Any:
             runtime_check(jnp.all(jnp.isfinite(value)),
                           f"{name}: value must be finite (no NaN or inf); got {{}}.", value)
         return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        try:
+            float(value)
+        except OverflowError:
+            raise ValueError(f"{name}: value={show(value)} must be finite and fit a "
+                             "float64.") from None
     try:
         as_array = np.asarray(value)
     except (TypeError, ValueError) as err:

@@ -95,6 +95,17 @@ def runtime_check(condition: Any, message: str, *values: Any) -> None:
     jax.debug.callback(check, condition, *values)
 
 
+def show(value: Any) -> str:
+    """``repr(value)`` for messages, shortened (an int of 400 digits prints as ``1.000e+400``)."""
+    text = repr(value)
+    if len(text) <= 40:
+        return text
+    if isinstance(value, numbers.Integral):
+        digits = str(abs(int(value)))
+        return f"{'-' if value < 0 else ''}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+    return text[:37] + "..."
+
+
 def check_real(
     name: str,
     arg_name: str,
@@ -134,17 +145,18 @@ def check_real(
             runtime_check(ok, f"{name}: {arg_name}={{}} must be finite{bound}.", value)
             return value
     elif isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: {arg_name}={value!r} must be a real number.")
+        raise TypeError(f"{name}: {arg_name}={show(value)} must be a real number.")
     try:
         as_float = float(value)
     except OverflowError:
         as_float = math.inf
     if not math.isfinite(as_float):
-        raise ValueError(f"{name}: {arg_name}={value!r} must be finite (not NaN or inf).")
+        raise ValueError(f"{name}: {arg_name}={show(value)} must be finite (not NaN or inf) and "
+                         "fit a float64.")
     if positive and not as_float > 0:
-        raise ValueError(f"{name}: {arg_name}={value!r} must be > 0.")
+        raise ValueError(f"{name}: {arg_name}={show(value)} must be > 0.")
     if nonnegative and not as_float >= 0:
-        raise ValueError(f"{name}: {arg_name}={value!r} must be >= 0.")
+        raise ValueError(f"{name}: {arg_name}={show(value)} must be >= 0.")
     return as_float
 
 

@@ -7,13 +7,14 @@ chaotic (Sompolinsky et al. 1988): extremely sensitive to small perturbations.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.contract import initializer
+from jaxinit.contract import initializer, scale_samples
 from jaxinit.core import (
     Array,
     DTypeLike,
@@ -158,20 +159,23 @@ def spectral_radius(
                  cache_key=("spectral_radius", radius, base, num_squarings)
                  if isinstance(base, str) else None)
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
-        n = shape[-1]
         if base == "orthogonal":
             stacked = orthogonal(radius, batch_axis=tuple(range(len(shape) - 2)))
             return stacked(key, shape, dtype)
+        return rescaled(key, shape, dtype)
+
+    # One compiled program, so that eager calls round as calls inside a user's jit do.
+    @functools.partial(jax.jit, static_argnums=(1, 2))
+    def rescaled(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         if base == "normal":
-            w = jax.random.normal(key, shape, dtype) / jnp.array(math.sqrt(n), dtype)
+            w = scale_samples(jax.random.normal(key, shape, dtype), 1 / math.sqrt(shape[-1]))
         else:
             w = jnp.asarray(base(key, shape, dtype), dtype)  # type: ignore[operator]
         rho = estimate_spectral_radius(w, num_squarings)[..., None, None]
         if not isinstance(base, str):
             runtime_check(jnp.all(rho > 0), f"{name}: base={base!r} gave a matrix whose "
-                          "spectral radius is 0 (zero or nilpotent), which no factor can "
-                          "rescale to radius={}; accepted: a base with non-zero eigenvalues.",
-                          jnp.asarray(radius))
+                          "spectral radius is 0 (zero or nilpotent), which no factor can rescale "
+                          f"to radius={radius!r}; accepted: a base with non-zero eigenvalues.")
         return w * (jnp.array(radius, rho.dtype) / rho).astype(dtype)
 
     return init

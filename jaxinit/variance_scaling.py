@@ -8,6 +8,7 @@ shape and float32/float64 dtype the values equal ``jax.nn.initializers``'.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -25,6 +26,7 @@ from jaxinit.core import (
     check_real,
     is_complex,
     is_traced,
+    largest_finite,
     normal_max_abs,
     normalize_axes,
     real_dtype,
@@ -133,22 +135,33 @@ def _variance_scaling(name: str, scale: float, mode: str, distribution: str,
                                                          distribution, written))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         fan_in, fan_out = fans(shape)
-        variance = jnp.array(scale / _denominator(mode, fan_in, fan_out), dtype=dtype)
-        if is_complex(dtype):
-            if distribution == "truncated_normal":
-                stddev = jnp.sqrt(variance) / jnp.array(COMPLEX_TRUNCATED_NORMAL_STD, dtype)
-                return scale_samples(_complex_truncated_normal(key, shape, dtype), stddev)
-            if distribution == "normal":
-                return scale_samples(jax.random.normal(key, shape, dtype), jnp.sqrt(variance))
-            return scale_samples(_complex_uniform_disk(key, shape, dtype), jnp.sqrt(variance))
-        if distribution == "truncated_normal":
-            stddev = jnp.sqrt(variance) / jnp.array(TRUNCATED_NORMAL_STD, dtype)
-            return scale_samples(jax.random.truncated_normal(key, -2, 2, shape, dtype), stddev)
-        if distribution == "normal":
-            return scale_samples(jax.random.normal(key, shape, dtype), jnp.sqrt(variance))
-        return scale_samples(jax.random.uniform(key, shape, dtype, -1), jnp.sqrt(3 * variance))
+        variance = scale / _denominator(mode, fan_in, fan_out)
+        if not is_traced(variance) and variance > largest_finite(dtype):
+            # The std fits the dtype (the bound checked it) but the variance does not:
+            # take square roots in float64 first.
+            return _sample(key, shape, dtype, distribution,
+                           lambda c: jnp.array((c * variance) ** 0.5, dtype))
+        # As JAX: the variance in the dtype, then its square root.
+        in_dtype = jnp.array(variance, dtype=dtype)
+        return _sample(key, shape, dtype, distribution, lambda c: jnp.sqrt(c * in_dtype))
 
     return init
+
+
+def _sample(key: Array, shape: tuple[int, ...], dtype: np.dtype, distribution: str,
+            root: Callable[[float], Array]) -> Array:
+    """Draws ``distribution`` with variance σ²; ``root(c)`` is ``sqrt(c·σ²)`` in ``dtype``."""
+    if distribution == "truncated_normal":
+        correction = COMPLEX_TRUNCATED_NORMAL_STD if is_complex(dtype) else TRUNCATED_NORMAL_STD
+        stddev = root(1) / jnp.array(correction, dtype)
+        if is_complex(dtype):
+            return scale_samples(_complex_truncated_normal(key, shape, dtype), stddev)
+        return scale_samples(jax.random.truncated_normal(key, -2, 2, shape, dtype), stddev)
+    if distribution == "normal":
+        return scale_samples(jax.random.normal(key, shape, dtype), root(1))
+    if is_complex(dtype):
+        return scale_samples(_complex_uniform_disk(key, shape, dtype), root(1))
+    return scale_samples(jax.random.uniform(key, shape, dtype, -1), root(3))
 
 
 def _denominator(mode: str, fan_in: float, fan_out: float) -> float:
