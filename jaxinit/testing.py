@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import chex
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
@@ -74,6 +75,11 @@ def assert_variance(
     n = samples.size
     if n < 2:
         raise ValueError(f"assert_variance: need at least 2 samples of {name}, got {n}.")
+    try:
+        chex.assert_tree_all_finite(samples)
+    except AssertionError as err:
+        raise AssertionError(f"{name}: expected finite samples, got "
+                             f"{n - int(np.isfinite(samples).sum())} NaN/inf of {n}.") from err
     variance = float(samples.var(ddof=1))
     se = expected * math.sqrt(2.0 / (n - 1) + excess_kurtosis / n)
     if not abs(variance - expected) <= num_sigmas * se:
@@ -212,6 +218,29 @@ def _assert_mean(values: np.ndarray, expected: float, num_sigmas: float, what: s
         )
 
 
+def _assert_householder_signs(q: np.ndarray, num_sigmas: float, name: str) -> None:
+    """Each diagonal sign of R in the Householder QR of Haar samples is a fair coin.
+
+    If Q is Haar, so is ``Q·D`` for any diagonal of signs (phases) D, and the QR
+    of ``Q·D`` is that of Q with the signs of ``diag(R)`` flipped by D: each
+    sign of R's diagonal (real in LAPACK's Householder convention, also for
+    complex Q) is +1 with probability 1/2. A sampler that fixes the sign of one
+    column -- e.g. misses the sign correction of the last column alone, which
+    moves no trace moment or single entry visibly for n >= 100 -- fails here.
+    """
+    count = q.shape[0]
+    r_diagonal = np.diagonal(np.linalg.qr(q, mode="r"), axis1=-2, axis2=-1).real
+    positive = np.mean(r_diagonal > 0, axis=0)
+    se = 0.5 / math.sqrt(count)
+    worst = int(np.argmax(np.abs(positive - 0.5)))
+    if not abs(positive[worst] - 0.5) <= num_sigmas * se:
+        raise AssertionError(
+            f"{name}: expected each sign of diag(R) in the Householder QR of the samples to "
+            f"be + with probability 0.5 ± {num_sigmas * se:.3g}, got {positive[worst]:.4f} "
+            f"for column {worst}."
+        )
+
+
 def assert_haar(
     samples: object,
     *,
@@ -236,8 +265,12 @@ def assert_haar(
     ``|U₀₀|² ~ Beta(1, n-1)``; eigen-angles uniform on (-π, π); the entry's real
     part matches ``scipy.stats.unitary_group``.
 
+    Both: each sign of ``diag(R)`` in the Householder QR of the samples is a
+    fair coin (binomial s.e. ``0.5/sqrt(N)``), column by column.
+
     Moment checks use ``num_sigmas`` standard errors estimated from the sample
-    (false-failure ≈ 5.7e-7 each at 5); KS checks fail below ``min_p_value``.
+    (false-failure ≈ 5.7e-7 each at 5, m of them for the signs); KS checks fail
+    below ``min_p_value``.
     Without Mezzadri's sign correction, QR-based samplers fail these checks.
     """
     q = np.asarray(samples)
@@ -245,6 +278,7 @@ def assert_haar(
     if q.ndim != 3 or q.shape[1] < q.shape[2]:
         raise ValueError(f"assert_haar: expected shape (N, n, m) with n >= m, got {q.shape}.")
     count, n, m = q.shape
+    _assert_householder_signs(q, num_sigmas, name)
     rng = np.random.default_rng(seed)
     square = n == m
     if np.iscomplexobj(q):

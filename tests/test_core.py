@@ -1,5 +1,7 @@
 """The initializer contract: protocol, purity under jit/vmap, keys, dtypes, zero-size shapes."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,8 +38,17 @@ INITS_JAX = {
 
 
 @pytest.mark.parametrize("name", INITS)
-def test_is_an_initializer(name):
+def test_has_the_initializer_signature_of_jax(name):
+    # Flax calls init(key, shape, dtype); jax.nn.initializers adds out_sharding=None.
+    parameters = inspect.signature(INITS[name]).parameters
+    assert list(parameters) == ["key", "shape", "dtype", "out_sharding"]
+    assert parameters["dtype"].default is None and parameters["out_sharding"].default is None
     assert isinstance(INITS[name], jaxinit.Initializer)
+
+
+def test_the_factory_dtype_is_the_signature_default():
+    init = jaxinit.normal(dtype=jnp.bfloat16)
+    assert inspect.signature(init).parameters["dtype"].default == jnp.bfloat16
 
 
 @pytest.mark.parametrize("name", INITS)

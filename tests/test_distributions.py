@@ -28,11 +28,13 @@ def test_normal_law(shape, stddev, mean):
     assert_ks(w, "norm", (mean, stddev))
 
 
-def test_rbm_and_small_random_presets_are_normal():
-    # Hinton (2010): RBM weights ~ N(0, 0.01²); seed 004: 0.01 * randn(D, H).
-    w = jaxinit.normal(0.01)(KEY, (784, 500))
-    np.testing.assert_allclose(
-        np.asarray(w), 0.01 * np.asarray(jax.random.normal(KEY, (784, 500))), rtol=1e-6)
+def test_rbm_and_small_random_presets_are_0_01_randn():
+    # Hinton (2010): RBM weights ~ N(0, 0.01²), i.e. 0.01 * randn(D, H), rounded once.
+    expected = np.asarray(jax.random.normal(KEY, (784, 500))) * np.float32(0.01)
+    np.testing.assert_array_equal(jaxinit.rbm_normal()(KEY, (784, 500)), expected)
+    np.testing.assert_array_equal(jaxinit.normal(0.01)(KEY, (784, 500)), expected)
+    np.testing.assert_array_equal(jaxinit.rbm_normal(0.1)(KEY, (4, 5)),
+                                  np.asarray(jax.random.normal(KEY, (4, 5))) * np.float32(0.1))
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -4,6 +4,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import scipy.stats
 from flax import linen as nn
 from flax import nnx
@@ -71,13 +72,15 @@ def test_whole_model_inits_under_jit_and_matches_eager():
     assert bool(jnp.all(jitted["params"]["Dense_3"]["kernel"] == 0))
 
 
-def test_nnx_model_under_jit():
-    @nnx.jit
+def test_nnx_model_under_jit_has_the_eager_values():
     def make():
-        return nnx.Linear(16, 8, kernel_init=jaxinit.lecun_normal(), rngs=nnx.Rngs(1))
+        return nnx.Linear(16, 8, kernel_init=jaxinit.lecun_normal(),
+                          bias_init=jaxinit.normal(0.5), rngs=nnx.Rngs(1))
 
-    model = make()
-    assert model.kernel[...].shape == (16, 8)
+    jitted, eager = nnx.jit(make)(), make()
+    np.testing.assert_array_equal(jitted.kernel[...], eager.kernel[...])
+    np.testing.assert_array_equal(jitted.bias[...], eager.bias[...])
+    assert float(jnp.std(eager.kernel[...])) > 0.1  # a real draw, not zeros
 
 
 def test_bfloat16_params():
