@@ -26,8 +26,9 @@ FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
 def parse_args(description: str, figure_name: str) -> argparse.Namespace:
     """The examples' common command line: ``--out PATH`` and ``--quick``."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--out", type=Path, default=FIGURES / figure_name,
-                        help="where to write the PNG figure (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path(figure_name),
+                        help="where to write the PNG figure (default: %(default)s in the "
+                             f"current folder; the committed one is {FIGURES.name}/{figure_name})")
     parser.add_argument("--quick", action="store_true",
                         help="a smaller, faster run (same qualitative result)")
     return parser.parse_args()

@@ -14,15 +14,11 @@ Run: ``python examples/glorot_bengio_2010.py [--out PATH] [--quick]``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import (  # noqa: E402
+from _common import (
     ProbedMLP,
     layer_statistics,
     load_digits_split,
@@ -31,7 +27,7 @@ from _common import (  # noqa: E402
     save_figure,
 )
 
-import jaxinit  # noqa: E402
+import jaxinit
 
 
 def standard_uniform() -> jaxinit.Initializer:

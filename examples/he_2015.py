@@ -17,7 +17,6 @@ Run: ``python examples/he_2015.py [--out PATH] [--quick]``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,10 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import (  # noqa: E402
+from _common import (
     accuracy,
     cross_entropy,
     load_digits_split,
@@ -38,7 +34,7 @@ from _common import (  # noqa: E402
     save_figure,
 )
 
-import jaxinit  # noqa: E402
+import jaxinit
 
 SCHEMES = {
     "He normal (2/n)": jaxinit.he_normal,

@@ -6,7 +6,7 @@ unit variance. LSUV makes every Conv/Dense output variance 1 on one batch.
 Prints the per-layer output variance with the default init, after the
 orthonormal pre-init and after LSUV, and draws them (log scale) to a PNG.
 
-    python examples/lsuv_cnn.py --out examples/lsuv_cnn.png
+    python examples/lsuv_cnn.py --out docs/figures/lsuv_cnn.png
 
 Runs in a few seconds on a CPU.
 """

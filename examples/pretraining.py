@@ -14,7 +14,6 @@ Run: ``python examples/pretraining.py [--out PATH] [--quick]``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import (  # noqa: E402
+from _common import (
     ProbedMLP,
     accuracy,
     cross_entropy,
@@ -37,7 +33,7 @@ from _common import (  # noqa: E402
     save_figure,
 )
 
-import jaxinit  # noqa: E402
+import jaxinit
 
 
 class Autoencoder(nn.Module):

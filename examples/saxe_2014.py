@@ -22,7 +22,6 @@ Run: ``python examples/saxe_2014.py [--out PATH] [--quick]``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,12 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import parse_args, pyplot, save_figure
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import parse_args, pyplot, save_figure  # noqa: E402
-
-import jaxinit  # noqa: E402
+import jaxinit
 
 LR_GRID = (0.05, 0.1, 0.2, 0.4, 0.8)  # learning rate = c / depth, c from this grid
 CRITERION = 1e-2  # relative squared error that counts as "learned"

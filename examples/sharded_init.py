@@ -95,7 +95,7 @@ def part1_abstract_big_model(mesh: jax.sharding.Mesh) -> None:
           f"{per_device_bytes(whole) / 2**30:.2f} GiB")
 
 
-def part2_small_model(mesh: jax.sharding.Mesh) -> dict[str, np.ndarray]:
+def part2_small_model(mesh: jax.sharding.Mesh) -> None:
     key = jax.random.key(0)
     start = time.perf_counter()
     params = jax.block_until_ready(sharded_initializer(SMALL, mesh)(key))
@@ -108,11 +108,14 @@ def part2_small_model(mesh: jax.sharding.Mesh) -> dict[str, np.ndarray]:
     total = sum(p.nbytes for p in params.values())
     print(f"2. small model: {total / 2**20:.1f} MiB in {elapsed:.2f} s (with compile); "
           f"device 0 holds {on_device0 / 2**20:.2f} MiB; equal to unsharded: {equal}")
-    return {name: np.asarray(value) for name, value in reference.items()}
 
 
 def worker(process_id: int, port: int, out_file: str) -> None:
-    """One of two processes: initialize the local shards, gather, save."""
+    """One of two processes: initialize the local shards, gather, save.
+
+    Besides the tree made under ``jax.jit``, one parameter (``eager_arg``) is
+    made eagerly through the initializer's own ``out_sharding`` argument.
+    """
     from jax.experimental import multihost_utils
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -120,32 +123,51 @@ def worker(process_id: int, port: int, out_file: str) -> None:
                                process_id=process_id, initialization_timeout=60)
     mesh = jax.make_mesh((2, 4), MESH_AXES)
     params = sharded_initializer(SMALL, mesh)(jax.random.key(0))
-    local = {len(p.addressable_shards) for p in params.values()}
+    shape, init, spec = layout(SMALL)["unembed"]
+    params["eager_arg"] = init(jax.random.key(1), shape, out_sharding=NamedSharding(mesh, spec))
+    for name, value in params.items():  # this process holds (and computed) only its shards
+        if len(value.addressable_shards) != jax.local_device_count() or \
+                value.is_fully_addressable:
+            raise SystemExit(f"process {process_id}: {name} is not split over the processes")
     print(f"   process {process_id}: {jax.local_device_count()} of {jax.device_count()} "
-          f"devices, {local.pop()} shards per parameter computed here", flush=True)
+          f"devices, {jax.local_device_count()} shards per parameter computed here", flush=True)
     gathered = multihost_utils.process_allgather(params, tiled=True)
     np.savez(out_file, **gathered)
     jax.distributed.shutdown()
 
 
-def part3_two_processes(reference: dict[str, np.ndarray]) -> None:
+def reference_params() -> dict[str, np.ndarray]:
+    """What the two processes must gather: the unsharded values, under ``jax.jit``."""
+    values = jax.jit(lambda k: init_params(k, SMALL))(jax.random.key(0))
+    shape, init, _ = layout(SMALL)["unembed"]
+    values["eager_arg"] = jax.jit(lambda k: init(k, shape))(jax.random.key(1))
+    return {name: np.asarray(value) for name, value in values.items()}
+
+
+def run_two_processes(out_dir: str, timeout: float = 300) -> list[str]:
+    """Starts two worker processes over loopback; returns the files they saved."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    files = [str(Path(out_dir) / f"process{i}.npz") for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, __file__, WORKER_FLAG, str(i), str(port),
+                               files[i]]) for i in range(2)]
+    try:
+        codes = [p.wait(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    if codes != [0, 0]:
+        raise RuntimeError(f"worker processes failed with exit codes {codes}")
+    return files
+
+
+def part3_two_processes() -> None:
     print("3. two processes over loopback:", flush=True)
+    reference = reference_params()
     with tempfile.TemporaryDirectory() as tmp:
-        files = [str(Path(tmp) / f"process{i}.npz") for i in range(2)]
-        procs = [subprocess.Popen([sys.executable, __file__, WORKER_FLAG, str(i), str(port),
-                                   files[i]]) for i in range(2)]
-        try:
-            codes = [p.wait(timeout=300) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-        if codes != [0, 0]:
-            raise SystemExit(f"worker processes failed with exit codes {codes}")
-        for i, path in enumerate(files):
+        for i, path in enumerate(run_two_processes(tmp)):
             gathered = np.load(path)
             equal = all(np.array_equal(gathered[n], reference[n]) for n in reference)
             print(f"   process {i}: gathered parameters equal the single-process ones: {equal}")
@@ -156,8 +178,8 @@ def main() -> None:
     print(f"mesh {dict(mesh.shape)} over {jax.device_count()} CPU devices; "
           f"jax_threefry_partitionable={jax.config.jax_threefry_partitionable}")
     part1_abstract_big_model(mesh)
-    reference = part2_small_model(mesh)
-    part3_two_processes(reference)
+    part2_small_model(mesh)
+    part3_two_processes()
 
 
 if __name__ == "__main__":

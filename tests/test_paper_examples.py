@@ -10,21 +10,17 @@ for other keys too, and a wrong init (wrong variance, wrong scheme) fails.
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from example_loader import load_example
 
 import jaxinit
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-sys.path.insert(0, str(EXAMPLES))
-
-import glorot_bengio_2010  # noqa: E402
-import he_2015  # noqa: E402
-import pretraining  # noqa: E402
-import saxe_2014  # noqa: E402
+glorot_bengio_2010 = load_example("glorot_bengio_2010")
+he_2015 = load_example("he_2015")
+pretraining = load_example("pretraining")
+saxe_2014 = load_example("saxe_2014")
 
 STANDARD, NORMALIZED = glorot_bengio_2010.SCHEMES
 
