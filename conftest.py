@@ -1,4 +1,4 @@
-"""Test configuration: 8 fake CPU devices for sharding tests, and opt-in slow tests."""
+"""Test configuration: 8 fake CPU devices for sharding tests and doctests, opt-in slow tests."""
 
 import os
 
