@@ -9,8 +9,7 @@ variance of the target (1/6 for adding, 1/12 for copy); beating it needs
 memory over up to T steps.
 
 Three models, trained the same way (Adam, gradients clipped by global norm 1,
-``optax.clip_by_global_norm``, as the source texts recommend against
-exploding gradients):
+``optax.clip_by_global_norm``, the usual remedy for exploding gradients):
 
 * ``flax default``: ``nnx.OptimizedLSTMCell`` as Flax builds it: the fused
   ``(h, 4h)`` recurrent kernel is one semi-orthogonal matrix (each gate block

@@ -2,8 +2,8 @@
 
 Martens' sparse init gives every unit exactly k = 15 non-zero incoming
 weights (unit Gaussian, as Sutskever et al. 2013 describe it), so a unit's total input does not grow
-with the width of the layer below. Compared here with the dense schemes of
-the source texts: "small random numbers" N(0, 0.01²) (activations vanish with
+with the width of the layer below. Compared here with the classic dense schemes:
+"small random numbers" N(0, 0.01²) (activations vanish with
 depth), N(0, 1) (tanh units saturate) and LeCun N(0, 1/fan_in) as a reference.
 Sparse is shown with Martens' unit Gaussian and with std 1/sqrt(15), which
 gives a unit's pre-activation the variance of one input (unit gain).

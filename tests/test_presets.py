@@ -1,4 +1,4 @@
-"""Presets from the source texts: RBM small Gaussian and the ReLU bias 0.01."""
+"""Presets: the RBM small Gaussian and the ReLU bias 0.01."""
 
 import jax
 import numpy as np

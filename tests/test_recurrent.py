@@ -311,7 +311,7 @@ def _tanh_divergence(radius, n=128, steps=300):
 
 
 def test_tanh_rnn_is_chaotic_above_radius_one_and_stable_below():
-    """Seed text: large recurrent weights give chaos, extreme sensitivity to perturbations."""
+    """Large recurrent weights give chaos: extreme sensitivity to perturbations."""
     assert _tanh_divergence(0.5) < 1e-12  # contracts: ‖Δ‖ ≤ ‖W‖^t·1e-6
     assert _tanh_divergence(3.0) > 1e-2  # a 1e-6 perturbation grows to O(1)
 

@@ -141,7 +141,7 @@ def test_named_schemes_law(factory, kwargs, distribution, variance):
 
 
 def test_seed_formulas():
-    # Seed 003: tanh r = sqrt(6/(fan_in+fan_out)); sigmoid r = 4 sqrt(6/(fan_in+fan_out)).
+    # Glorot & Bengio (2010): tanh r = sqrt(6/(fan_in+fan_out)); sigmoid r = 4 sqrt(6/(fan_in+fan_out)).
     tanh_w = jaxinit.glorot_uniform()(KEY, (100, 200))
     sigm_w = jaxinit.glorot_uniform(gain=4.0)(KEY, (100, 200))
     r = math.sqrt(6 / 300) * (1 + 1.2e-7)  # one float32 rounding
