@@ -8,7 +8,9 @@ weights as ``(out, in, *kernel)``, so He's fan-in is ``in · kh · kw``.
 
 Here an MLP and a small CNN get He-normal hidden layers (for ReLU), a
 Glorot-uniform head and zero biases, and are trained for a few Adam steps on
-scikit-learn's 8x8 digits. Run:
+scikit-learn's 8x8 digits. The CNN is built with ``eqx.filter_eval_shape``
+(shapes only): ``reinit`` then draws each weight once, skipping Equinox's own
+draw. Run:
 
     python examples/equinox_reinit.py [--steps 100] [--out results.json]
 """
@@ -115,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     key_mlp, key_cnn, key_init = jax.random.split(jax.random.key(0), 3)
     mlp = eqx.nn.MLP(64, 10, width_size=64, depth=2, activation=jax.nn.relu, key=key_mlp)
     mlp = jaxinit.reinit(key_init, mlp, RULES_MLP, layout="torch")
-    cnn = jaxinit.reinit(key_init, CNN(key_cnn), RULES_CNN, layout="torch")
+    # Built abstractly (shapes only), the CNN's weights are drawn once, by the rules.
+    cnn = eqx.filter_eval_shape(CNN, key_cnn)
+    cnn = jaxinit.reinit(key_init, cnn, RULES_CNN, layout="torch")
 
     results: dict[str, Any] = {}
     for name, model, inputs in (("mlp", mlp, x), ("cnn", cnn, x.reshape(-1, 1, 8, 8))):

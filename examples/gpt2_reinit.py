@@ -4,16 +4,17 @@ GPT-2 (Radford et al. 2019) draws every weight from N(0, 0.02²), sets biases
 to zero, and scales the weights of the residual projections (``c_proj`` of the
 attention and of the MLP) by 1/sqrt(2L) for L layers: each of the 2L residual
 branches then adds a variance 2L times smaller to the residual stream. Written
-against the parameter paths ``"params/h_3/attn/c_proj/kernel"``, it is three
-rules, whatever the model's size (:func:`gpt2_init`).
+against the parameter paths ``"params/h_3/attn/c_proj/kernel"``, it is four
+rules, whatever the model's size (:func:`gpt2_init`). The model's own init is
+only traced for the shapes (``jax.eval_shape``): each weight is drawn once.
 
 Run:
 
     python examples/gpt2_reinit.py [--n-layer 12] [--out stds.json]
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the linen modules are dataclasses, whose string
+# annotations need the module registered in sys.modules (not so when loaded by path).
 import argparse
 import json
 import math
@@ -37,6 +38,7 @@ def gpt2_init(key: jax.Array, variables: Any, n_layer: int) -> Any:
         r"params/h_\d+/(attn|mlp)/c_proj/kernel": jaxinit.normal(0.02 / math.sqrt(2 * n_layer)),
         r"params/.*/(kernel|embedding)": jaxinit.normal(0.02),
         r"params/.*/bias": jaxinit.zeros,
+        r"params/.*/scale": jaxinit.ones,  # LayerNorm
     })
 
 
@@ -119,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, tuple[float, float]]:
 
     model = GPT(n_layer=args.n_layer, n_embd=args.n_embd)
     tokens = jax.random.randint(jax.random.key(1), (4, model.block_size), 0, model.vocab_size)
-    variables = model.init(jax.random.key(0), tokens)
-    variables = gpt2_init(jax.random.key(2), variables, args.n_layer)
+    # Shapes only (nothing is drawn or allocated), then every leaf drawn once by the rules.
+    abstract = jax.eval_shape(model.init, jax.random.key(0), tokens)
+    variables = gpt2_init(jax.random.key(2), abstract, args.n_layer)
 
     table = std_table(variables["params"], args.n_layer)
     for group, (measured, target) in table.items():

@@ -15,9 +15,11 @@ With ``jaxinit.torch`` the same lines become rules for ``jaxinit.reinit``, with
 PyTorch's names, defaults and fans. The one set of rules serves an Equinox
 port (weights ``(out, in, kh, kw)`` like PyTorch: ``layout="torch"``) and a
 Flax linen port (kernels ``(kh, kw, in, out)``: ``layout="flax"``, where each
-PyTorch scheme is drawn in PyTorch's layout and transposed). If PyTorch is
-installed, the PyTorch model itself is built too and its weights' stds are
-printed beside the ports'. Run:
+PyTorch scheme is drawn in PyTorch's layout and transposed). Both ports are
+built abstractly (``eqx.filter_eval_shape``, ``jax.eval_shape``) and every
+parameter is drawn once, by the rules. If PyTorch is installed, the PyTorch
+model itself is built too and its weights' stds are printed beside the
+ports'. Run:
 
     python examples/torch_port.py [--out stds.json]
 """
@@ -29,7 +31,6 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import equinox as eqx
 import flax.linen as nn
@@ -46,7 +47,8 @@ RULES = {
     r"(params/)?conv\d/(weight|kernel)": tinit.kaiming_normal(mode="fan_out",
                                                              nonlinearity="relu"),
     r"(params/)?conv\d/bias": tinit.zeros(),
-    r"(params/)?gn\d/.*": None,  # already ones and zeros in both libraries
+    r"(params/)?gn\d/(weight|scale)": tinit.ones(),
+    r"(params/)?gn\d/bias": tinit.zeros(),
     **tinit.linear_default(module=r"(params/)?fc"),
 }
 
@@ -107,6 +109,9 @@ def torch_stds() -> dict[str, float] | None:
                 if isinstance(m, torch.nn.Conv2d):
                     torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     torch.nn.init.zeros_(m.bias)
+                elif isinstance(m, torch.nn.GroupNorm):
+                    torch.nn.init.ones_(m.weight)
+                    torch.nn.init.zeros_(m.bias)
 
     torch.manual_seed(0)
     net = TorchNet()
@@ -120,8 +125,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
 
     key = jax.random.key(0)
-    eqx_net = jaxinit.reinit(key, EqxNet(jax.random.key(1)), RULES, layout="torch")
-    linen_vars = LinenNet().init(jax.random.key(1), jnp.zeros((1, 8, 8, 1)))
+    eqx_net = eqx.filter_eval_shape(EqxNet, jax.random.key(1))  # shapes only
+    eqx_net = jaxinit.reinit(key, eqx_net, RULES, layout="torch")
+    linen_vars = jax.eval_shape(LinenNet().init, jax.random.key(1), jnp.zeros((1, 8, 8, 1)))
     linen_vars = jaxinit.reinit(key, linen_vars, RULES)  # layout="flax"
     assert eqx_net(jnp.ones((1, 8, 8))).shape == (10,)
     assert LinenNet().apply(linen_vars, jnp.ones((2, 8, 8, 1))).shape == (2, 10)

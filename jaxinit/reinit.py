@@ -21,9 +21,15 @@ A leaf's path is its sequence of keys from the root, joined with ``/``:
   ``.value``: ``"layers/0/kernel"``, ``"blocks/1/attn/c_proj/bias"``. So does
   a linen leaf boxed with metadata (``nn.Partitioned``): ``"params/dense/kernel"``.
 
-Only array leaves (``jax.Array``, ``numpy.ndarray``) have paths; other leaves
-(an Equinox module's activation function, Python numbers) are never matched
-and always returned as they are. The path of the root array itself is ``""``.
+Only array leaves (``jax.Array``, ``numpy.ndarray``) and abstract arrays
+(``jax.ShapeDtypeStruct``) have paths; other leaves (an Equinox module's
+activation function, Python numbers) are never matched and always returned as
+they are. The path of the root array itself is ``""``.
+
+Abstract arrays let a model be initialized once instead of twice: build it
+with ``jax.eval_shape(model.init, key, x)`` (linen), ``eqx.filter_eval_shape``
+(Equinox) or ``nnx.eval_shape`` (nnx), which allocates nothing, and let the
+rules draw every leaf (each abstract leaf must be drawn by some rule).
 
 Rules
 -----
@@ -199,7 +205,7 @@ def _entry(key: Any) -> str:
 
 
 def _is_array(x: Any) -> bool:
-    return isinstance(x, jax.Array | np.ndarray)
+    return isinstance(x, jax.Array | np.ndarray | jax.ShapeDtypeStruct)
 
 
 def _flatten(tree: Any) -> tuple[list[Any], Any, dict[str, int], tuple[type, ...]]:
@@ -293,10 +299,15 @@ def reinit(key: Array, tree: Any, rules: Rules, *, layout: str = "flax",
       permuted shape and transposed back (:func:`jaxinit.layout.for_layout`),
       so fans, orthogonal axes and gate blocks are the ones it expects.
       Leaves of rank 0 and 1 are the same in both layouts.
-    * Errors: a pattern that matches no leaf raises ``ValueError`` (it is
-      almost always a typo; ``allow_unused=True`` accepts it); an error raised
+    * Errors: a pattern that matches no leaf's path raises ``ValueError`` (it
+      is almost always a typo; ``allow_unused=True`` accepts it; a pattern
+      whose leaves are all taken by earlier rules is fine); an error raised
       by an initializer is re-raised with the leaf's path, shape and pattern.
       Only floating and complex leaves can be redrawn.
+
+    * Abstract leaves (``jax.ShapeDtypeStruct``, from ``jax.eval_shape``) are
+      drawn like arrays, with their shape, dtype and sharding: a model built
+      abstractly is allocated once, by ``reinit``. Each must be drawn by a rule.
 
     Works under ``jax.jit`` (``key`` and the leaves may be traced).
 
@@ -330,25 +341,34 @@ def reinit(key: Array, tree: Any, rules: Rules, *, layout: str = "flax",
     _check_tree(tree)
     parsed = _parse_rules(rules)
     leaves, treedef, paths, boxed = _flatten(tree)
-    used = [False] * len(parsed)
     plan: list[tuple[str, int, _Rule]] = []
     for path, index in paths.items():
-        for rule_index, rule in enumerate(parsed):
+        for rule in parsed:
             if rule.pattern.fullmatch(path):
-                used[rule_index] = True
                 if index < 0:
                     raise ValueError(f"{_NAME}: pattern {rule.text!r} matches path {path!r}, "
                                      "which names more than one leaf (keys that print alike).")
                 if rule.target is not None:
                     plan.append((path, index, rule))
                 break
-    unused = [rule.text for rule, hit in zip(parsed, used, strict=True) if not hit]
+    # A pattern shadowed by earlier rules is fine (a general rule set after specific ones);
+    # a pattern that fits no path at all is a typo.
+    unused = [rule.text for rule in parsed
+              if not any(rule.pattern.fullmatch(path) for path in paths)]
     if unused and not allow_unused:
         shown = list(paths)[:8]
         raise ValueError(
             f"{_NAME}: pattern(s) {unused} match no leaf path (patterns must match the whole "
             f"path). Paths look like {shown}{' ...' if len(paths) > 8 else ''}. Pass "
             "allow_unused=True to accept patterns that match nothing.")
+    drawn = {index for _, index, _ in plan}
+    abstract = [path for path, index in paths.items() if index not in drawn and isinstance(
+        _unbox(leaves[index], boxed), jax.ShapeDtypeStruct)]
+    if abstract:
+        raise ValueError(
+            f"{_NAME}: no rule draws the abstract leaves {abstract[:8]}"
+            f"{' ...' if len(abstract) > 8 else ''} (jax.ShapeDtypeStruct, e.g. from "
+            "jax.eval_shape), which would stay without values; add rules for them.")
     new_leaves = list(leaves)
     for path, index, rule in plan:
         leaf = leaves[index]

@@ -28,6 +28,7 @@ degenerate draw (a negative slope ``a != 0`` with ``nonlinearity="relu"``,
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -233,10 +234,17 @@ def trunc_normal(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float 
                  bound=lambda _: (max(abs(a), abs(b)), f"a={a!r}, b={b!r}"),
                  cache_key=("trunc_normal", mean, std, a, b))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
-        z = truncated_standard_normal(key, lower, upper, shape, dtype)
-        return jnp.clip(scale_samples(z, std) + jnp.asarray(mean, dtype), a, b)
+        return _trunc_normal(key, mean, std, a, b, lower, upper, shape, dtype)
 
     return with_layout(init, None)
+
+
+# One compiled program: the far-tail sampler's Newton steps run op by op when eager.
+@functools.partial(jax.jit, static_argnums=tuple(range(1, 9)))
+def _trunc_normal(key: Array, mean: float, std: float, a: float, b: float, lower: float,
+                  upper: float, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+    z = truncated_standard_normal(key, lower, upper, shape, dtype)
+    return jnp.clip(scale_samples(z, std) + jnp.asarray(mean, dtype), a, b)
 
 
 def constant(val: float, *, dtype: DTypeLike | None = None) -> Initializer:
@@ -510,6 +518,10 @@ def kaiming_normal(a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "le
 
 def _default_bias(weight_shape: tuple[int, ...]) -> Initializer:
     name = _name("linear_default")
+    if len(weight_shape) < 2:
+        raise ValueError(f"{name}: the sibling weight of shape {weight_shape} is not a linear "
+                         "or convolution weight (rank < 2; a norm layer's?); exempt the layer "
+                         "with an earlier rule mapping its paths to None.")
     fan_in = _fans(name, weight_shape)[0]
     if fan_in == 0:
         return with_layout(filled(name, 0.0, None), None)
