@@ -106,31 +106,38 @@ def weight_stds(model: CNN) -> dict[str, tuple[float, float]]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100, help="Adam steps per model")
-    parser.add_argument("--quick", action="store_true", help="train on 500 images only")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    args = parser.parse_args(argv)
-
-    x, y = load_digits(500 if args.quick else None)
-    key_mlp, key_cnn, key_init = jax.random.split(jax.random.key(0), 3)
+def build_models(key: jax.Array) -> dict[str, Any]:
+    """The two models, re-initialized by the rules."""
+    key_mlp, key_cnn, key_init = jax.random.split(key, 3)
     mlp = eqx.nn.MLP(64, 10, width_size=64, depth=2, activation=jax.nn.relu, key=key_mlp)
     mlp = jaxinit.reinit(key_init, mlp, RULES_MLP, layout="torch")
     # Built abstractly (shapes only), the CNN's weights are drawn once, by the rules.
     cnn = eqx.filter_eval_shape(CNN, key_cnn)
     cnn = jaxinit.reinit(key_init, cnn, RULES_CNN, layout="torch")
+    return {"mlp": mlp, "cnn": cnn}
 
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100, help="Adam steps per model")
+    parser.add_argument("--quick", action="store_true", help="train on 500 images only")
+    parser.add_argument("--models", nargs="+", choices=("mlp", "cnn"), default=["mlp", "cnn"])
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args(argv)
+
+    x, y = load_digits(500 if args.quick else None)
+    models = build_models(jax.random.key(0))
+    inputs = {"mlp": x, "cnn": x.reshape(-1, 1, 8, 8)}
     results: dict[str, Any] = {}
-    for name, model, inputs in (("mlp", mlp, x), ("cnn", cnn, x.reshape(-1, 1, 8, 8))):
-        trained, losses = train(model, inputs, y, args.steps)
-        accuracy = float((jax.vmap(trained)(inputs).argmax(-1) == y).mean())
+    for name in args.models:
+        trained, losses = train(models[name], inputs[name], y, args.steps)
+        accuracy = float((jax.vmap(trained)(inputs[name]).argmax(-1) == y).mean())
         results[name] = {"losses": losses, "train_accuracy": accuracy}
         print(f"{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {args.steps} steps, "
               f"train accuracy {accuracy:.3f}")
-    results["cnn"]["weight_std"] = weight_stds(cnn)
-    for path, (measured, target) in results["cnn"]["weight_std"].items():
-        print(f"  {path}: std {measured:.4f} (He target {target:.4f})")
+    results["cnn_weight_std"] = weight_stds(models["cnn"])
+    for path, (measured, target) in results["cnn_weight_std"].items():
+        print(f"  cnn {path}: std {measured:.4f} (He target {target:.4f})")
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1))
     return results

@@ -24,6 +24,15 @@ are the same in both layouts.
 An initializer's native layout is its ``layout`` attribute: ``"torch"`` for
 :mod:`jaxinit.torch`'s fan-reading schemes, ``None`` for elementwise ones whose
 values do not depend on the layout, and ``"flax"`` when absent.
+
+Two cases follow neither rule for rank > 2, and are left to the initializer's
+own axis options: kernels with several input or output axes (Flax's
+``nn.DenseGeneral``, attention kernels ``(embed, heads, head_dim)``: use
+``layout="flax"`` and e.g. ``variance_scaling(..., in_axis=0, out_axis=(1, 2))``),
+and PyTorch's transposed convolutions, stored ``(in, out // groups, *k)``:
+PyTorch itself reads their dim 0 as "out" for the fans, and so does
+:mod:`jaxinit.torch`, which therefore reproduces PyTorch's init for them.
+(Equinox stores its ``ConvTranspose`` weights ``(out, in, *k)``.)
 """
 
 from __future__ import annotations
@@ -109,8 +118,14 @@ def for_layout(init: Initializer, layout: str) -> Initializer:
         assert base_bound is not None
         return base_bound(permute_shape(dims, layout, source))
 
+    cache_key: tuple[Any, ...] | None = (init, layout)
+    try:
+        hash(cache_key)
+    except TypeError:  # an unhashable callable object: no shared compiled programs
+        cache_key = None
+
     @initializer(name, dtype=base_default_dtype(init), bound=None if base_bound is None else bound,
-                 cache_key=(init, layout))
+                 cache_key=cache_key)
     def relaid(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         native = init(key, permute_shape(shape, layout, source), dtype)
         # Back to the stored layout: the inverse of the permutation that wrote the shape.

@@ -105,8 +105,7 @@ def from_sibling(build: Callable[[tuple[int, ...]], Initializer],
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxinit
-      >>> from jaxinit.reinit import from_sibling
-      >>> fan_in_bias = from_sibling(lambda w: jaxinit.constant(1 / w[0]))  # (in, out): w[0] = in
+      >>> fan_in_bias = jaxinit.from_sibling(lambda w: jaxinit.constant(1 / w[0]))  # w: (in, out)
       >>> params = {"dense": {"kernel": jnp.zeros((4, 3)), "bias": jnp.zeros(3)}}
       >>> jaxinit.reinit(jax.random.key(0), params, {".*/bias": fan_in_bias})["dense"]["bias"]
       Array([0.25, 0.25, 0.25], dtype=float32)

@@ -124,7 +124,7 @@ class EqxCNN(eqx.Module):
 
 def test_gpt2_rules_on_linen_variables():
     model = GPT()
-    variables = model.init(KEY, jnp.zeros((1, 8), jnp.int32))
+    variables = jax.jit(model.init)(KEY, jnp.zeros((1, 8), jnp.int32))
     new = jaxinit.reinit(jax.random.key(1), variables, gpt2_rules(model.n_layer))
     assert type(new) is dict
     assert jax.tree.structure(new) == jax.tree.structure(variables)
@@ -238,7 +238,6 @@ def test_nnx_state_reinit_and_update():
     assert_orthogonal(model.head.kernel[...])
     np.testing.assert_array_equal(model.conv1.bias[...], np.full(8, 0.1, np.float32))
     assert model.bn1.scale[...] is scale_before
-    assert model(jnp.ones((2, 8, 8, 1))).shape == (2, 10)
 
     with pytest.raises(TypeError, match=r"nnx.update\(model, jaxinit.reinit"):
         jaxinit.reinit(KEY, model, {".*": jaxinit.zeros})
@@ -265,7 +264,6 @@ def test_equinox_linear_he_normal_reads_out_in_with_torch_layout():
     assert_std(new.layers[1].weight, math.sqrt(2 / 32), mean=0.0, name="layers/1/weight")
     flax_read = jaxinit.reinit(KEY, mlp, rules)  # the wrong layout for Equinox
     assert float(flax_read.layers[0].weight.std()) > 1.3 * math.sqrt(2 / 64)
-    assert new(jnp.ones(64)).shape == (10,)
 
 
 def test_equinox_cnn_fans_orthogonal_rows_and_biases():
@@ -287,7 +285,6 @@ def test_equinox_cnn_fans_orthogonal_rows_and_biases():
     assert float(jnp.abs(new.head.weight).max()) <= limit
     assert float(jnp.abs(new.head.weight).max()) > 0.9 * limit
     assert not np.any(new.conv2.bias)
-    assert new(jnp.ones((3, 8, 8))).shape == (10,)
 
 
 def test_torch_layout_gate_blocks_of_a_pytorch_lstm():
@@ -423,15 +420,28 @@ def test_unused_patterns_accepted_on_request_and_bad_keys_refused():
 # ------------------------------------------------------------------------------ examples
 
 
-def test_equinox_example_trains_after_reinit():
+def test_equinox_example_smoke(tmp_path):
     example = load_example("equinox_reinit")
-    result = example.main(["--steps", "8", "--quick"])
+    out = tmp_path / "results.json"
+    result = example.main(["--steps", "4", "--quick", "--models", "mlp", "--out", str(out)])
+    assert out.exists() and len(result["mlp"]["losses"]) == 4
+    assert all(np.isfinite(result["mlp"]["losses"]))
+    # He init of the CNN's convs: conv1 (16, 1, 3, 3) and conv2 (32, 16, 3, 3), 144 and 4608
+    # samples: the std's s.e. is 6% and 1%, so 25% is 4 s.e. (fan-ins 9 and 144 differ by 4x
+    # in std from the Flax-layout reading).
+    for measured, target in result["cnn_weight_std"].values():
+        assert abs(measured / target - 1) < 0.25
+
+
+@pytest.mark.slow
+def test_equinox_example_learns():
+    result = load_example("equinox_reinit").main([])
     for model in ("mlp", "cnn"):
         losses = result[model]["losses"]
-        assert losses[-1] < losses[0], (model, losses)
-    # He init of the CNN's conv layers: std sqrt(2 / fan_in) measured on the weights.
-    for measured, target in result["cnn"]["weight_std"].values():
-        assert abs(measured / target - 1) < 0.25
+        # 100 Adam steps on the digits: the mean loss of the last 10 steps is well below the
+        # first (measured 0.01 vs 2.9 for the MLP, 0.56 vs 2.4 for the CNN).
+        assert np.mean(losses[-10:]) < 0.5 * losses[0], model
+        assert result[model]["train_accuracy"] > 0.8, model
 
 
 def test_gpt2_example_inits_in_a_handful_of_lines(tmp_path):

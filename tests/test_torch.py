@@ -324,9 +324,8 @@ def scaled_by_bound(leaves_and_fans):
 
 def test_linear_default_on_equinox_and_linen():
     # Torch layout: an Equinox MLP (Linear weights (out, in)) and an Equinox-style Conv2d
-    # (weight (out, in, kh, kw), bias (out, 1, 1)); a dict, since building large Equinox
-    # layers costs seconds.
-    model = {"mlp": eqx.nn.MLP(48, 1024, 64, depth=1, key=KEY),
+    # (weight (out, in, kh, kw), bias (out, 1, 1)).
+    model = {"mlp": eqx.filter_eval_shape(eqx.nn.MLP, 48, 1024, 64, depth=1, key=KEY),
              "conv": {"weight": jnp.zeros((256, 16, 3, 3)), "bias": jnp.zeros((256, 1, 1))}}
     new = jaxinit.reinit(jax.random.key(1), model, tinit.linear_default(), layout="torch")
     # Every weight and bias is U(±1/sqrt(fan_in)) with the weight's fan_in: times sqrt(fan_in)
@@ -344,7 +343,7 @@ def test_linear_default_on_equinox_and_linen():
             x = nn.Conv(256, (3, 3), name="conv")(x)
             return nn.Dense(1024, name="fc")(x.mean(axis=(1, 2)))
 
-    variables = Net().init(KEY, jnp.ones((1, 5, 5, 16)))
+    variables = jax.eval_shape(Net().init, KEY, jnp.ones((1, 5, 5, 16)))  # shapes only
     params = jaxinit.reinit(jax.random.key(1), variables, tinit.linear_default())["params"]
     assert_ks(scaled_by_bound([(params["conv"]["kernel"], 144), (params["fc"]["kernel"], 256)]),
               *uniform_law(1.0))
