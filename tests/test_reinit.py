@@ -21,7 +21,11 @@ from jaxinit.layout import for_layout, permute_shape
 from jaxinit.reinit import leaf_paths
 from jaxinit.testing import assert_orthogonal, assert_std
 
-eqx = pytest.importorskip("equinox")
+try:
+    import equinox as eqx
+except ImportError:  # the test extra installs it
+    eqx = None
+needs_equinox = pytest.mark.skipif(eqx is None, reason="needs equinox (pip install .[test])")
 
 KEY = jax.random.key(0)
 
@@ -102,21 +106,23 @@ class ConvNet(nnx.Module):
         return self.head(self.dropout(x))
 
 
-class EqxCNN(eqx.Module):
-    conv1: eqx.nn.Conv2d
-    conv2: eqx.nn.Conv2d
-    head: eqx.nn.Linear
+if eqx is not None:
 
-    def __init__(self, key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        self.conv1 = eqx.nn.Conv2d(3, 16, 3, padding=1, key=k1)
-        self.conv2 = eqx.nn.Conv2d(16, 32, 3, padding=1, key=k2)
-        self.head = eqx.nn.Linear(32, 10, key=k3)
+    class EqxCNN(eqx.Module):
+        conv1: eqx.nn.Conv2d
+        conv2: eqx.nn.Conv2d
+        head: eqx.nn.Linear
 
-    def __call__(self, x):
-        x = jax.nn.relu(self.conv1(x))
-        x = jax.nn.relu(self.conv2(x)).mean(axis=(1, 2))
-        return self.head(x)
+        def __init__(self, key):
+            k1, k2, k3 = jax.random.split(key, 3)
+            self.conv1 = eqx.nn.Conv2d(3, 16, 3, padding=1, key=k1)
+            self.conv2 = eqx.nn.Conv2d(16, 32, 3, padding=1, key=k2)
+            self.head = eqx.nn.Linear(32, 10, key=k3)
+
+        def __call__(self, x):
+            x = jax.nn.relu(self.conv1(x))
+            x = jax.nn.relu(self.conv2(x)).mean(axis=(1, 2))
+            return self.head(x)
 
 
 # ------------------------------------------------------------------------------ linen
@@ -248,6 +254,7 @@ def test_nnx_state_reinit_and_update():
 # ------------------------------------------------------------------------------ Equinox
 
 
+@needs_equinox
 def test_equinox_linear_he_normal_reads_out_in_with_torch_layout():
     # The example: eqx weights are (out, in) = (32, 64); He's std is sqrt(2 / 64).
     mlp = eqx.nn.MLP(64, 10, 32, depth=2, key=KEY)
@@ -266,6 +273,7 @@ def test_equinox_linear_he_normal_reads_out_in_with_torch_layout():
     assert float(flax_read.layers[0].weight.std()) > 1.3 * math.sqrt(2 / 64)
 
 
+@needs_equinox
 def test_equinox_cnn_fans_orthogonal_rows_and_biases():
     cnn = eqx.filter_eval_shape(EqxCNN, KEY)  # shapes only: every leaf is drawn by a rule
     assert cnn.conv2.weight.shape == (32, 16, 3, 3) and cnn.conv2.bias.shape == (32, 1, 1)
@@ -420,6 +428,7 @@ def test_unused_patterns_accepted_on_request_and_bad_keys_refused():
 # ------------------------------------------------------------------------------ examples
 
 
+@needs_equinox
 def test_equinox_example_smoke(tmp_path):
     example = load_example("equinox_reinit")
     out = tmp_path / "results.json"
@@ -433,6 +442,7 @@ def test_equinox_example_smoke(tmp_path):
         assert abs(measured / target - 1) < 0.25
 
 
+@needs_equinox
 @pytest.mark.slow
 def test_equinox_example_learns():
     result = load_example("equinox_reinit").main([])

@@ -27,7 +27,11 @@ import jaxinit
 import jaxinit.torch as tinit
 from jaxinit.testing import assert_haar, assert_ks, assert_orthogonal
 
-eqx = pytest.importorskip("equinox")
+try:
+    import equinox as eqx
+except ImportError:  # the test extra installs it
+    eqx = None
+needs_equinox = pytest.mark.skipif(eqx is None, reason="needs equinox (pip install .[test])")
 
 KEY = jax.random.key(0)
 CONV = (64, 32, 3, 3)  # fan_in 288, fan_out 576; 18 432 samples
@@ -322,6 +326,7 @@ def scaled_by_bound(leaves_and_fans):
     return np.concatenate([np.ravel(leaf) * math.sqrt(fan_in) for leaf, fan_in in leaves_and_fans])
 
 
+@needs_equinox
 def test_linear_default_on_equinox_and_linen():
     # Torch layout: an Equinox MLP (Linear weights (out, in)) and an Equinox-style Conv2d
     # (weight (out, in, kh, kw), bias (out, 1, 1)).
@@ -384,6 +389,7 @@ def test_linear_default_module_scope_and_norm_exemption():
 # ------------------------------------------------------------------------------ example
 
 
+@needs_equinox
 def test_torch_port_example(tmp_path):
     example = load_example("torch_port")
     out = tmp_path / "table.json"
