@@ -12,6 +12,7 @@ is importable, its own sampler is compared too (two-sample KS).
 from __future__ import annotations
 
 import math
+import warnings
 
 import flax.linen as nn
 import jax
@@ -120,8 +121,10 @@ def test_trunc_normal_absolute_bounds(mean, std, a, b):
     torch = torch_or_none()
     if torch is not None:
         torch.manual_seed(0)
-        reference = torch.nn.init.trunc_normal_(torch.empty(20_000, dtype=torch.float64),
-                                                mean, std, a, b).numpy()
+        with warnings.catch_warnings():  # PyTorch warns about intervals far in a tail
+            warnings.simplefilter("ignore", UserWarning)
+            reference = torch.nn.init.trunc_normal_(torch.empty(20_000, dtype=torch.float64),
+                                                    mean, std, a, b).numpy()
         assert scipy.stats.ks_2samp(w, reference).pvalue > 1e-4
 
 
