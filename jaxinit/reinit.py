@@ -389,9 +389,9 @@ def _initializer_for(path: str, rule: _Rule, paths: dict[str, int], leaves: list
             try:
                 return target.build(permute_shape(shape, layout, target.layout))
             except (TypeError, ValueError) as err:
-                raise type(err)(f"{_NAME}: building the initializer of {path!r} (pattern "
-                                f"{rule.text!r}) from its sibling {sibling!r} of shape "
-                                f"{shape}: {err}") from err
+                raise _annotated(err, f"{_NAME}: building the initializer of {path!r} "
+                                      f"(pattern {rule.text!r}) from its sibling {sibling!r} "
+                                      f"of shape {shape}: {err}") from err
     tried = [f"{parent}/{n}" if parent else n for n in target.names]
     raise ValueError(f"{_NAME}: pattern {rule.text!r} matches {path!r}, whose initializer is "
                      f"built from a sibling leaf, but none of {tried} exists; exclude the path "
@@ -418,7 +418,7 @@ def _redraw(key: Array, path: str, leaf: Any, rule: _Rule, paths: dict[str, int]
         kwargs = {} if named is None else {"out_sharding": named}
         value = init(_leaf_key(key, path), shape, dtype, **kwargs)
     except (TypeError, ValueError) as err:
-        raise type(err)(f"{_NAME}: {where}: {err}") from err
+        raise _annotated(err, f"{_NAME}: {where}: {err}") from err
     if tuple(np.shape(value)) != shape:
         raise ValueError(f"{_NAME}: {where}: the initializer returned shape "
                          f"{tuple(np.shape(value))}.")
@@ -429,6 +429,14 @@ def _redraw(key: Array, path: str, leaf: Any, rule: _Rule, paths: dict[str, int]
             not value.sharding.is_equivalent_to(sharding, len(shape)):
         value = jax.device_put(value, sharding)
     return value
+
+
+def _annotated(err: Exception, message: str) -> Exception:
+    """``err``'s type with ``message`` (its base TypeError/ValueError if it cannot take one)."""
+    try:
+        return type(err)(message)
+    except Exception:  # e.g. JAX's tracer errors take other arguments
+        return (TypeError if isinstance(err, TypeError) else ValueError)(message)
 
 
 def _is_key(leaf: Any) -> bool:
