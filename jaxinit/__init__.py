@@ -5,9 +5,13 @@ Every scheme is a factory returning an initializer
 of ``jax.nn.initializers``: pass it as ``kernel_init=``/``bias_init=`` to Flax
 linen or nnx modules. ``zeros`` and ``ones`` are initializers themselves.
 
+Models that take no initializer (Equinox, converted checkpoints) are
+re-initialized by path with ``jaxinit.reinit``; ``jaxinit.torch`` has
+PyTorch's ``torch.nn.init`` schemes, reading PyTorch's ``(out, in, *kernel)`` layout.
+
 ``import jaxinit`` loads jax only; the tools that need Flax (diagnostics,
-LSUV) and the statistical assertions (``jaxinit.testing``, which needs scipy)
-load on first use.
+LSUV), the statistical assertions (``jaxinit.testing``, which needs scipy)
+and ``jaxinit.torch`` load on first use.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from jaxinit.fans import calculate_gain, compute_fans
 from jaxinit.flax_cells import set_forget_bias
 from jaxinit.gates import GATE_ORDERS, gate_bias, gate_blocks, lstm_bias
 from jaxinit.identity import delta_orthogonal, dirac, eye, identity
+from jaxinit.layout import for_layout
 from jaxinit.orthogonal import orthogonal
 from jaxinit.presets import irnn, rbm_normal, relu_bias, residual_projection, residual_zero
+from jaxinit.reinit import from_sibling, reinit
 from jaxinit.scaled import scaled
 from jaxinit.sharding import NonPartitionableRandomWarning
 from jaxinit.sparse import sparse
@@ -50,7 +56,7 @@ from jaxinit.variance_scaling import (
 )
 
 if TYPE_CHECKING:
-    from jaxinit import testing
+    from jaxinit import testing, torch
     from jaxinit.diagnostics import LayerStats, format_table, layer_statistics, plot_statistics
     from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
 
@@ -66,7 +72,7 @@ _LAZY = {
     "LSUVReport": "jaxinit.lsuv",
     "lsuv": "jaxinit.lsuv",
 }
-_LAZY_MODULES = ("testing",)
+_LAZY_MODULES = ("testing", "torch")
 
 
 def __getattr__(name: str) -> Any:
@@ -98,7 +104,9 @@ __all__ = [
     "dirac",
     "estimate_spectral_radius",
     "eye",
+    "for_layout",
     "format_table",
+    "from_sibling",
     "gate_bias",
     "gate_blocks",
     "glorot_normal",
@@ -120,6 +128,7 @@ __all__ = [
     "orthogonal",
     "plot_statistics",
     "rbm_normal",
+    "reinit",
     "relu_bias",
     "residual_projection",
     "residual_zero",
@@ -130,6 +139,7 @@ __all__ = [
     "spectral_radius",
     "symmetric_uniform",
     "testing",
+    "torch",
     "truncated_normal",
     "uniform",
     "uniform_range",
