@@ -13,8 +13,8 @@ Run:
     python examples/gpt2_reinit.py [--n-layer 12] [--out stds.json]
 """
 
-# No `from __future__ import annotations`: the linen modules are dataclasses, whose string
-# annotations need the module registered in sys.modules (not so when loaded by path).
+from __future__ import annotations
+
 import argparse
 import json
 import math

@@ -140,8 +140,8 @@ def test_named_schemes_law(factory, kwargs, distribution, variance):
     check_real_law(w, distribution, variance, f"{factory.__name__}{kwargs}")
 
 
-def test_seed_formulas():
-    # Glorot & Bengio (2010): tanh r = sqrt(6/(fan_in+fan_out)); sigmoid r = 4 sqrt(6/(fan_in+fan_out)).
+def test_glorot_bengio_formulas():
+    # Glorot & Bengio (2010): tanh r = sqrt(6/(fan_in+fan_out)); sigmoid: 4 times that.
     tanh_w = jaxinit.glorot_uniform()(KEY, (100, 200))
     sigm_w = jaxinit.glorot_uniform(gain=4.0)(KEY, (100, 200))
     r = math.sqrt(6 / 300) * (1 + 1.2e-7)  # one float32 rounding
