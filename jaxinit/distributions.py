@@ -6,6 +6,7 @@ Gaussian, std 0.1 or 0.01; Hinton 2010) are ``normal(stddev)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -215,6 +216,7 @@ FAR_TAIL = 3.0
 _NEWTON_STEPS = 6
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def truncated_standard_normal(key: Array, lower: float, upper: float, shape: tuple[int, ...],
                               dtype: np.dtype) -> Array:
     """N(0, 1) truncated to ``(lower, upper)``, exact in far tails too.
