@@ -51,7 +51,6 @@ python_maximum_signature_line_length = 90
 html_theme = "furo"
 html_title = f"jaxinit {release}"
 html_static_path: list[str] = []
-pygments_style = "sphinx"
 
 
 # --------------------------------------------------------------------------- autodoc tweaks

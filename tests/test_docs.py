@@ -45,6 +45,14 @@ def test_docs_block_runs_as_pasted(page, index, code, tmp_path, monkeypatch):
     exec(compile(code, f"docs/{page} python block {index}", "exec"), {})
 
 
+def test_code_lines_fit_the_page_width():
+    # Wider lines scroll sideways in the theme's code boxes.
+    fence = re.compile(r"^```\w+\n(.*?)^```", flags=re.S | re.M)
+    long = [(page.name, line) for page in PAGES for code in fence.findall(page.read_text())
+            for line in code.splitlines() if len(line) > 88]
+    assert not long, long
+
+
 def test_the_api_reference_documents_every_public_name():
     missing = sorted(set(jaxinit.__all__) - set(_documented()))
     assert not missing, f"add to docs/api.md, one line each: {missing}"
