@@ -6,6 +6,7 @@ the root conftest sets), so an example that no longer works fails here.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -42,7 +43,12 @@ def test_every_page_has_python_blocks_that_run():
                          ids=[f"{page}-{i}" for page, i, _ in BLOCKS])
 def test_docs_block_runs_as_pasted(page, index, code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # blocks that write files write them here
-    exec(compile(code, f"docs/{page} python block {index}", "exec"), {})
+    environment = dict(os.environ)  # a block may set XLA_FLAGS, as a user would
+    try:
+        exec(compile(code, f"docs/{page} python block {index}", "exec"), {})
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 def test_code_lines_fit_the_page_width():
