@@ -110,7 +110,7 @@ def constant(value: ArrayLike, dtype: DTypeLike | None = None) -> Initializer:
 
 
 def zeros_init() -> Initializer:
-    """Builds the zeros initializer (``jax.nn.initializers.zeros_init``); same as :data:`zeros`.
+    """Builds the zeros initializer (Flax's ``nn.initializers.zeros_init``); same as :data:`zeros`.
 
     Example:
       >>> import jax, jaxinit
@@ -121,7 +121,7 @@ def zeros_init() -> Initializer:
 
 
 def ones_init() -> Initializer:
-    """Builds the ones initializer (``jax.nn.initializers.ones_init``); same as :data:`ones`.
+    """Builds the ones initializer (Flax's ``nn.initializers.ones_init``); same as :data:`ones`.
 
     Example:
       >>> import jax, jaxinit

@@ -95,16 +95,16 @@ def _name(function: str) -> str:
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """Returns PyTorch's recommended gain for a nonlinearity (``torch.nn.init.calculate_gain``).
 
-    ==========================================  ==================================
-    nonlinearity                                gain
-    ==========================================  ==================================
+    ============================================  ==============================================
+    nonlinearity                                  gain
+    ============================================  ==============================================
     linear, conv{1,2,3}d, conv_transpose{1,2,3}d  1
-    sigmoid                                     1
-    tanh                                        5/3
-    relu                                        sqrt(2)
-    leaky_relu                                  sqrt(2 / (1 + param²)), param default 0.01
-    selu                                        3/4
-    ==========================================  ==================================
+    sigmoid                                       1
+    tanh                                          5/3
+    relu                                          sqrt(2)
+    leaky_relu                                    sqrt(2 / (1 + param²)), param default 0.01
+    selu                                          3/4
+    ============================================  ==============================================
 
     ``param`` is the negative slope of ``leaky_relu`` (an int or float, not a
     bool); PyTorch ignores it for the other names, here it is an error.
