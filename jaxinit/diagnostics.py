@@ -238,7 +238,7 @@ def layer_statistics(
                 jnp.mean(act), jnp.std(act), jnp.mean(act**2), _unit_all(act == 0),
                 _saturation(z, act, bounds, margin),
                 _std(grad_out[i]) if tap.grad_observable else jnp.array(jnp.nan),
-                _std(get_at(grad_params, tap.kernel_path)[tap.index]),
+                _std(get_at(grad_params, tap.kernel_path)[tap.stack_index]),
             ]))
         return jnp.stack(rows)
 

@@ -72,7 +72,7 @@ class LayerTap(NamedTuple):
     name: str  # module path, "/"-joined, with the layer number of scanned stacks
     kind: str  # class name of the module
     kernel_path: tuple[Any, ...]  # where the kernel lives in the params pytree
-    index: tuple[int, ...]  # the slice of a stacked kernel (scan over layers) this call used
+    stack_index: tuple[int, ...]  # the slice of a stacked kernel (scan over layers) it used
     layout: KernelLayout | None  # None: the output is not known to be linear in the kernel
     grad_observable: bool  # the perturbation reaches the output (False: DenseParams)
     inputs: Any
@@ -146,7 +146,9 @@ def _einsum_layout(equation: str | None, ndim: int) -> KernelLayout | None:
     if len(operands) != 2 or "." in operands[1] or len(operands[1]) != ndim:
         return None
     x, kernel = operands
-    ins, outs, batch = [], [], []
+    ins: list[int] = []
+    outs: list[int] = []
+    batch: list[int] = []
     for axis, letter in enumerate(kernel):
         (batch if letter in x and letter in out else outs if letter in out else ins).append(axis)
     return KernelLayout(tuple(ins), tuple(outs), tuple(batch)) if outs else None
@@ -258,8 +260,8 @@ class _Plan:
             records = expand(root.metas, root.values, self.shapes)
         except ValueError as err:
             raise UnobservableLayerError(f"{self.name}: {err}") from err
-        return [LayerTap(r.name, r.meta.kind, (*r.meta.path, "kernel"), r.index, r.meta.layout,
-                         r.meta.perturbable, r.inputs, r.output) for r in records]
+        return [LayerTap(r.name, r.meta.kind, (*r.meta.path, "kernel"), r.stack_index,
+                         r.meta.layout, r.meta.perturbable, r.inputs, r.output) for r in records]
 
 
 def _linen_model(name: str, model: nn.Module, variables: Any,

@@ -4,9 +4,12 @@ Mishkin & Matas, "All you need is a good init", ICLR 2016: start from
 orthonormal kernels, then, going through the layers in the order the model
 calls them, divide each kernel by the standard deviation of that layer's
 output on a batch of real data, until the output variance is within ``tol``
-of the target. Earlier layers are final when a later one is scaled, so one
-pass suffices; a layer usually needs one or two rounds (exactly one would do
-without a bias, since the output is then linear in the kernel).
+of the target. In a feedforward net earlier layers are final when a later
+one is scaled, so one pass suffices; a layer usually needs one or two rounds
+(exactly one would do without a bias, since the output is then linear in the
+kernel). In a recurrent net a layer's input also depends on layers called
+after it (the next step sees every gate), so passes repeat until every layer
+is within ``tol`` (or has used ``max_rounds`` rescalings).
 
 The layer's output is its pre-activation (the output of the kernel layer,
 bias included), as in the paper. Rescaled are the layers whose output is
@@ -116,7 +119,7 @@ def lsuv(
       key: PRNG key of the orthonormal pre-init.
       target: output variance to reach (> 0).
       tol: accepted absolute deviation from ``target`` (> 0).
-      max_rounds: most rescalings per layer (>= 1).
+      max_rounds: most rescalings per layer, over all passes (>= 1).
       orthogonal_init: the pre-init, an initializer ``(key, shape, dtype)``;
         default ``jaxinit.orthogonal()``.
       apply_kwargs: extra keyword arguments of the model call.
@@ -149,11 +152,11 @@ def lsuv(
     prepared = prepare_model(_NAME, model, params, apply_kwargs)
     taps, _ = probe_layers(_NAME, prepared, batch)
 
-    calls = Counter((t.kernel_path, t.index) for t in taps)
+    calls = Counter((t.kernel_path, t.stack_index) for t in taps)
     handled: dict[_Slot, int] = {}  # (kernel path, layer slice) -> index of its call
     unhandled: dict[str, str] = {}
     for i, tap in enumerate(taps):
-        slot = (tap.kernel_path, tap.index)
+        slot = (tap.kernel_path, tap.stack_index)
         if tap.layout is None:
             unhandled[tap.name] = (f"{tap.kind}: its output is not known to be linear in its "
                                    "kernel (handled: Dense/Linear, Conv, DenseGeneral/"
@@ -186,32 +189,46 @@ def lsuv(
     keys = jax.random.split(key, max(len(handled), 1))
     for k, ((path, index), i) in zip(keys, handled.items(), strict=False):
         part = kernels[path][index]
-        fresh = _orthonormal(ortho, k, part.shape, part.dtype, taps[i].layout)
+        layout = taps[i].layout
+        assert layout is not None  # handled layers have one
+        fresh = _orthonormal(ortho, k, part.shape, part.dtype, layout)
         kernels[path] = kernels[path].at[index].set(fresh) if index else fresh
     new = replace_at(prepared.params, kernels)
     var_ortho = output_variances(new)
 
-    results = []
-    for (path, index), i in handled.items():  # dicts keep insertion order: the call order
-        variance, rounds = float(output_variances(new)[i]), 0
-        while abs(variance - target) >= tol and rounds < max_rounds:
-            if not (math.isfinite(variance) and variance > 0):
-                break
-            kernel = get_at(new, path)
-            factor = jnp.sqrt(target / variance).astype(kernel.dtype)
-            kernel = kernel.at[index].multiply(factor) if index else kernel * factor
-            new = replace_at(new, {path: kernel})
-            variance, rounds = float(output_variances(new)[i]), rounds + 1
-        converged = abs(variance - target) < tol
-        if not converged and not (math.isfinite(variance) and variance > 0):
-            unhandled[taps[i].name] = (f"its output variance is {variance} on this batch "
-                                       "(e.g. all inputs dead), so it cannot be rescaled")
-        results.append((i, rounds, converged))
+    # In call order, each layer is rescaled until its variance is within tol; a layer whose
+    # input depends on later ones (the recurrent input of an RNN, whose next step sees every
+    # gate) may be moved again afterwards, so sweeps repeat until all are within tol.
+    rounds = dict.fromkeys(handled, 0)
+
+    def movable(slot: _Slot, variance: float) -> bool:
+        return (abs(variance - target) >= tol and rounds[slot] < max_rounds
+                and math.isfinite(variance) and variance > 0)
+
+    for _ in range(max_rounds):
+        current = output_variances(new)
+        if not any(movable(slot, float(current[i])) for slot, i in handled.items()):
+            break
+        for (path, index), i in handled.items():  # dicts keep insertion order: the call order
+            variance = float(output_variances(new)[i])
+            while movable((path, index), variance):
+                kernel = get_at(new, path)
+                factor = jnp.sqrt(target / variance).astype(kernel.dtype)
+                kernel = kernel.at[index].multiply(factor) if index else kernel * factor
+                new = replace_at(new, {path: kernel})
+                variance = float(output_variances(new)[i])
+                rounds[(path, index)] += 1
 
     var_after = output_variances(new)
-    layers = [LSUVLayer(taps[i].name, taps[i].kind, float(var_before[i]), float(var_ortho[i]),
-                        float(var_after[i]), rounds, converged)
-              for i, rounds, converged in results]
+    layers = []
+    for slot, i in handled.items():
+        variance = float(var_after[i])
+        if not (math.isfinite(variance) and variance > 0):
+            unhandled[taps[i].name] = (f"its output variance is {variance} on this batch "
+                                       "(e.g. all inputs dead), so it cannot be rescaled")
+        layers.append(LSUVLayer(taps[i].name, taps[i].kind, float(var_before[i]),
+                                float(var_ortho[i]), variance, rounds[slot],
+                                abs(variance - target) < tol))
     _warn(prepared.params, unhandled, layers, tol)
     return prepared.rebuild(new), LSUVReport(layers, sorted(unhandled.items()))
 
@@ -234,7 +251,7 @@ def _orthonormal(ortho: Callable[..., Array], key: Array, shape: tuple[int, ...]
     mats = [_checked(ortho(jax.random.fold_in(key, b), (rows, cols), dtype), (rows, cols))
             for b in range(count)]  # unbatched: one factorization per matrix
     stacked = jnp.stack(mats).reshape(tuple(shape[a] for a in order))
-    return jnp.transpose(stacked, np.argsort(order))
+    return jnp.transpose(stacked, tuple(int(a) for a in np.argsort(order)))
 
 
 def _checked(w: Any, shape: tuple[int, ...]) -> Array:

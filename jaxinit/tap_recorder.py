@@ -59,7 +59,7 @@ class Record(NamedTuple):
 
     meta: TapMeta
     name: str
-    index: tuple[int, ...]  # slice of the stacked kernel this call used; () if not stacked
+    stack_index: tuple[int, ...]  # slice of the stacked kernel this call used; () if none
     inputs: Any
     output: Any
 
@@ -76,7 +76,7 @@ class _Recorder:
 
 _local = threading.local()
 _install_lock = threading.Lock()
-_installed = [0, None]  # number of active recordings, the original jax.lax.scan
+_installed: list[Any] = [0, None]  # number of active recordings, the original jax.lax.scan
 
 
 def _current() -> _Recorder | None:
@@ -145,7 +145,7 @@ def recording(perturb: list[Any] | None) -> Iterator[_Recorder]:
     with _install_lock:
         if _installed[0] == 0:
             _installed[1] = jax.lax.scan
-            jax.lax.scan = _scan(jax.lax.scan)  # type: ignore[assignment]
+            jax.lax.scan = _scan(jax.lax.scan)
         _installed[0] += 1
     if not hasattr(_local, "stack"):
         _local.stack = []
@@ -168,7 +168,7 @@ def recording(perturb: list[Any] | None) -> Iterator[_Recorder]:
 class _Level(NamedTuple):
     stacked: int  # enclosing scans over layers (kernel index length)
     kept: int  # enclosing scans over time (leading axes kept in the values)
-    index: tuple[int, ...]
+    stack_index: tuple[int, ...]
     names: tuple[tuple[int, int], ...]  # (position in the module path, layer number) to insert
 
 
@@ -213,7 +213,8 @@ def expand(metas: list[Any], values: list[Any], shapes: Mapping[tuple[Any, ...],
         for meta, value in zip(metas, values, strict=True):
             if isinstance(meta, TapMeta):
                 _check_slice(meta, level, shapes)
-                records.append(Record(meta, _name(meta.path, level.names), level.index, *value))
+                name = _name(meta.path, level.names)
+                records.append(Record(meta, name, level.stack_index, *value))
             elif not _is_layer_scan(meta, level, shapes):
                 visit(meta.body, value, level._replace(kept=level.kept + 1))
             else:
@@ -232,7 +233,7 @@ def _enter(meta: ScanMeta, level: _Level, step: int, shapes: Mapping[tuple[Any, 
     first = _first_tap(meta)
     position = 0 if first is None else _owner_length(first.path, level.stacked, meta.length,
                                                      shapes)
-    return _Level(level.stacked + 1, level.kept, (*level.index, step),
+    return _Level(level.stacked + 1, level.kept, (*level.stack_index, step),
                   (*level.names, (position, step)))
 
 
@@ -246,7 +247,7 @@ def _first_tap(meta: ScanMeta) -> TapMeta | None:
 
 def _check_slice(meta: TapMeta, level: _Level, shapes: Mapping[tuple[Any, ...], Any]) -> None:
     outer = shapes.get((*meta.path, "kernel"))
-    if outer is not None and tuple(outer[len(level.index):]) != tuple(meta.kernel_shape):
+    if outer is not None and tuple(outer[len(level.stack_index):]) != tuple(meta.kernel_shape):
         raise ValueError(
             f"the kernel of {_name(meta.path, level.names)} has shape {tuple(outer)} in the "
             f"parameters but {tuple(meta.kernel_shape)} in the call, which is not one slice "

@@ -243,6 +243,19 @@ def test_bad_options(small):
         lsuv(model, variables, x, key=key, max_rounds=0)
     with pytest.raises(TypeError, match="key=3 is not a PRNG key"):
         lsuv(model, variables, x, key=3)
+    with pytest.raises(TypeError, match=r"jaxinit.lsuv: orthogonal_init=5 must be an initializer"):
+        lsuv(model, variables, x, key=key, orthogonal_init=5)
+    with pytest.raises(TypeError, match=r"jaxinit.lsuv: max_rounds=2.5 must be an int"):
+        lsuv(model, variables, x, key=key, max_rounds=2.5)
+    with pytest.raises(TypeError, match=r"jaxinit.lsuv: apply_kwargs=\(1,\) must be a mapping"):
+        lsuv(model, variables, x, key=key, apply_kwargs=(1,))
+    flat = lambda key, shape, dtype=jnp.float32: jnp.zeros((4,), dtype)  # noqa: E731
+    with pytest.raises(ValueError, match=r"orthogonal_init returned shape \(4,\) for shape "
+                                         r"\(5, 8\)"):
+        lsuv(model, variables, x, key=key, orthogonal_init=flat)
+    # numpy integers are integers.
+    _, report = lsuv(model, variables, x, key=key, max_rounds=np.int64(2), tol=1e-6)
+    assert all(r.rounds <= 2 for r in report.layers)
 
 
 def test_nnx_model_that_updates_its_state_batchnorm_and_dropout():

@@ -65,6 +65,11 @@ def test_gate_blocks_errors():
         gate_blocks(3, 4)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not a multiple of num_gates=4"):
         gate_blocks(init, 4)(KEY, (3, 10))
+    with pytest.raises(ValueError, match=r"axis=3 is out of range for shape=\(4, 8\) \(rank 2\); "
+                                         r"accepted: an axis in \[-2, 1\]"):
+        gate_blocks(init, 4, axis=3)(KEY, (4, 8))
+    with pytest.raises(TypeError, match=r"axis=1.0 must be an int"):
+        gate_blocks(init, 4, axis=1.0)
 
 
 # --- gate biases on the actual Flax cells --------------------------------------------------------
