@@ -58,10 +58,13 @@ def test_bad_arguments(capsys):
 # ------------------------------------------------------------------ the user's own model
 
 
+LECUN = nn.initializers.lecun_normal()
+
+
 class UserMLP(nn.Module):
     """A user's model, written as Flax code usually is: the initializer is an attribute."""
 
-    kernel_init: object = nn.initializers.lecun_normal()
+    kernel_init: object = LECUN
 
     @nn.compact
     def __call__(self, x):
@@ -69,7 +72,7 @@ class UserMLP(nn.Module):
         return nn.Dense(4, kernel_init=self.kernel_init, name="encoder_output")(x)
 
 
-def make_linen_mlp(kernel_init=nn.initializers.lecun_normal()):
+def make_linen_mlp(kernel_init=LECUN):
     return UserMLP(kernel_init)
 
 
