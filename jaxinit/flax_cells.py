@@ -1,9 +1,12 @@
-"""Editing the parameters of Flax LSTM cells after ``init``: the forget-gate bias.
+"""Flax's recurrent cells: which one is building a parameter, and the forget-gate bias.
 
 ``linen.LSTMCell``, ``linen.OptimizedLSTMCell`` and ``nnx.LSTMCell`` keep one
-``Dense``/``Linear`` per gate, all with the same ``bias_init``, so no
-initializer can set the forget gate alone; :func:`set_forget_bias` sets it in
-the initialized parameters (Jozefowicz et al. 2015: a forget-gate bias of 1).
+``Dense``/``Linear`` per gate, all with the same ``bias_init``. In linen the
+gate being built is known (the sub-module's name, e.g. ``hf``, under its cell),
+so :func:`cell_site` lets the gate initializers of :mod:`jaxinit.gates` give
+each gate its own value; ``nnx.LSTMCell`` gives no such clue, and
+:func:`set_forget_bias` sets the forget gate in the constructed or initialized
+parameters instead (Jozefowicz et al. 2015: a forget-gate bias of 1).
 """
 
 from __future__ import annotations

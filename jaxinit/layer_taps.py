@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.core import meta as flax_meta
 from flax.linen.recurrent import DenseParams
 
 from jaxinit.core import Array
@@ -287,7 +288,8 @@ def _linen_model(name: str, model: nn.Module, variables: Any,
         seen[join_path(path)] = type(module).__name__
         if not args or not module.has_variable("params", "kernel"):
             return out
-        return _tap(module, path, args, kwargs, out, module.get_variable("params", "kernel"))
+        kernel = flax_meta.unbox(module.get_variable("params", "kernel"))  # nn.Partitioned etc.
+        return _tap(module, path, args, kwargs, out, kernel)
 
     def run(params: Any, aux: Any, batch: Any, perturb: Sequence[Array] | None):
         with recording(plan.nested(perturb)) as root, nn.intercept_methods(interceptor):
