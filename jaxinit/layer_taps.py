@@ -41,10 +41,10 @@ from flax.core import meta as flax_meta
 from flax.linen.recurrent import DenseParams
 
 from jaxinit.core import Array
+from jaxinit.kernel_layout import KernelLayout, kernel_layout
 from jaxinit.tap_recorder import TapMeta, collapse, expand, record, recording
 
 __all__ = [
-    "KernelLayout",
     "LayerTap",
     "PreparedModel",
     "UnobservableLayerError",
@@ -56,15 +56,6 @@ __all__ = [
     "probe_layers",
     "replace_at",
 ]
-
-
-class KernelLayout(NamedTuple):
-    """The kernel axes contracted with the input, those that become output features, and
-    those along which the kernel holds independent matrices (einsum batch axes)."""
-
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-    batch: tuple[int, ...] = ()
 
 
 class LayerTap(NamedTuple):
@@ -134,50 +125,7 @@ def join_path(path: Sequence[Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# What a kernel layer's output is, and how it depends on the kernel.
-
-
-def _einsum_layout(equation: str | None, ndim: int) -> KernelLayout | None:
-    """``"BTD,NDH->BTNH"``: kernel axes in the input only are contracted (D), in the output
-    only are features (N, H), in both are batch axes."""
-    if not isinstance(equation, str) or "->" not in equation:
-        return None
-    lhs, out = equation.replace(" ", "").split("->")
-    operands = lhs.split(",")
-    if len(operands) != 2 or "." in operands[1] or len(operands[1]) != ndim:
-        return None
-    x, kernel = operands
-    ins: list[int] = []
-    outs: list[int] = []
-    batch: list[int] = []
-    for axis, letter in enumerate(kernel):
-        (batch if letter in x and letter in out else outs if letter in out else ins).append(axis)
-    return KernelLayout(tuple(ins), tuple(outs), tuple(batch)) if outs else None
-
-
-def _general_layout(ndim: int, n_batch: int, n_features: int) -> KernelLayout:
-    return KernelLayout(tuple(range(n_batch, ndim - n_features)),
-                        tuple(range(ndim - n_features, ndim)), tuple(range(n_batch)))
-
-
-def _count(axes: Any) -> int:
-    return len(axes) if isinstance(axes, Sequence | Mapping) else 1
-
-
-def kernel_layout(module: Any, ndim: int, call_kwargs: Mapping[str, Any]) -> KernelLayout | None:
-    """How ``module``'s output depends on its kernel, for the layers whose output is linear
-    in it; ``None`` for any other module."""
-    if isinstance(module, nn.Dense | DenseParams | nnx.Linear) and ndim == 2:
-        return KernelLayout((0,), (1,))
-    if isinstance(module, nn.Conv | nn.ConvTranspose | nnx.Conv | nnx.ConvTranspose):
-        return KernelLayout(tuple(range(ndim - 1)), (ndim - 1,))
-    if isinstance(module, nn.DenseGeneral):
-        return _general_layout(ndim, _count(module.batch_dims), _count(module.features))
-    if isinstance(module, nnx.LinearGeneral):
-        return _general_layout(ndim, len(module.batch_axis), len(module.out_features))
-    if isinstance(module, nn.Einsum | nnx.Einsum):
-        return _einsum_layout(call_kwargs.get("einsum_str") or module.einsum_str, ndim)
-    return None
+# What a kernel layer's output is.
 
 
 def _observe(module: Any, path: tuple[Any, ...], inputs: Any, out: Any, kernel: Array,

@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinit.core import Array, check_callable, check_int, check_key, check_real
+from jaxinit.kernel_layout import KernelLayout
 from jaxinit.layer_taps import (
-    KernelLayout,
     check_batch,
     get_at,
     join_path,

@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from jaxinit.diagnostics import layer_statistics
+from jaxinit.kernel_layout import KernelLayout, kernel_layout
 from jaxinit.lsuv import lsuv
 from jaxinit.testing import assert_orthogonal
 
@@ -174,3 +175,47 @@ def test_lsuv_on_linen_dense_general_and_einsum_layers():
     query = np.asarray(new["params"]["attention"]["query"]["kernel"]).reshape(FEATURES, -1)
     scale = np.linalg.norm(query) / np.sqrt(query.shape[1])
     assert_orthogonal((query / scale).astype(np.float32), name="query")
+
+
+def _abstract(build):
+    return nnx.eval_shape(lambda: build(nnx.Rngs(0)))  # no parameters drawn
+
+
+def test_kernel_layouts_of_linear_layers():
+    cases = [
+        (_abstract(lambda r: nnx.Einsum("BTD,NDH->BTNH", (2, 4, 3), rngs=r)), 3,
+         ((1,), (0, 2), ())),
+        (_abstract(lambda r: nnx.Einsum("...D,DF->...F", (4, 5), rngs=r)), 2, ((0,), (1,), ())),
+        (_abstract(lambda r: nnx.Einsum("BTNH,NHK->BTNK", (2, 3, 4), rngs=r)), 3,
+         ((1,), (2,), (0,))),
+        (_abstract(lambda r: nnx.LinearGeneral((4, 3), 5, axis=(-2, -1), rngs=r)), 3,
+         ((0, 1), (2,), ())),
+        (_abstract(lambda r: nnx.Conv(3, 4, (3, 3), rngs=r)), 4, ((0, 1, 2), (3,), ())),
+        (nn.DenseGeneral((2, 4), batch_dims=(0,)), 4, ((1,), (2, 3), (0,))),
+    ]
+    for module, ndim, expected in cases:
+        assert kernel_layout(module, ndim, {}) == KernelLayout(*expected), module
+    # A call-time equation wins over the module's own; one the layout cannot follow is None.
+    einsum = _abstract(lambda r: nnx.Einsum("BTD,DF->BTF", (4, 5), rngs=r))
+    assert kernel_layout(einsum, 2, {"einsum_str": "BTF,DF->BTD"}) == KernelLayout((1,), (0,))
+    assert kernel_layout(einsum, 2, {"einsum_str": "BD,...F->BF"}) is None
+    assert kernel_layout(_abstract(lambda r: nnx.Embed(3, 4, rngs=r)), 2, {}) is None
+
+
+def test_einsum_batch_axes_get_one_orthonormal_matrix_each():
+    class PerHead(nnx.Module):
+        """Each head's own (H, K) projection: the head axis is an einsum batch axis."""
+
+        def __init__(self, rngs):
+            self.split = nnx.Einsum("BTD,DNH->BTNH", (FEATURES, HEADS, 8), rngs=rngs)
+            self.per_head = nnx.Einsum("BTNH,NHK->BTNK", (HEADS, 8, 4), rngs=rngs)
+
+        def __call__(self, x):
+            return self.per_head(self.split(x))
+
+    x = jax.random.normal(jax.random.key(0), (4, 5, FEATURES))
+    new_model, report = lsuv(PerHead(nnx.Rngs(0)), None, x, key=jax.random.key(1), tol=1e9)
+    assert [r.name for r in report.layers] == ["split", "per_head"]
+    kernel = np.asarray(new_model.per_head.kernel[...])
+    assert_orthogonal(kernel, batch_axis=0, name="per_head")
+    assert not np.allclose(kernel[0], kernel[1])
