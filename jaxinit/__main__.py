@@ -1,6 +1,7 @@
 """``python -m jaxinit``: the catalogue, with each scheme's target against what it measures.
 
-``python -m jaxinit diagnose --help`` runs the signal-propagation diagnostics.
+``python -m jaxinit diagnose --help`` runs the signal-propagation diagnostics;
+``python -m jaxinit --help`` lists the commands.
 """
 
 from __future__ import annotations
@@ -112,14 +113,35 @@ def print_catalogue(seed: int = 0) -> None:
         print(f"{row.name:34} {row.formula:42} {row.target:22} {row.measure(w)}")
 
 
+USAGE = """usage: python -m jaxinit [-h] [catalogue | diagnose ...]
+
+commands:
+  catalogue   (the default) every scheme on a conv kernel: its formula, its target
+              and what it measures, then the signal propagation of a deep ReLU MLP
+              under three schemes
+  diagnose    per-layer forward/backward statistics of a deep net (built-in MLP/CNN
+              or your own model: --model package.module:factory) for several
+              initializers, printed and drawn; see python -m jaxinit diagnose --help
+
+options:
+  -h, --help  show this message and exit"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point of ``python -m jaxinit``; returns the exit status."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
     if args and args[0] == "diagnose":
         from jaxinit.diagnose_cli import main as diagnose
 
         return diagnose(args[1:])
+    if args and args[0] == "catalogue":
+        args = args[1:]
     if args:
-        print("usage: python -m jaxinit [diagnose ...]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        print(f"\npython -m jaxinit: unknown command or option {args[0]!r}.", file=sys.stderr)
         return 2
     start = time.perf_counter()
     print_catalogue()

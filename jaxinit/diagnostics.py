@@ -2,11 +2,18 @@
 
 :func:`layer_statistics` runs a linen or nnx model on a batch and returns one
 :class:`LayerStats` record per *kernel layer* (every module call whose module
-owns a ``kernel`` parameter: Dense/Linear, Conv, DenseGeneral, ...), in call
-order. Definitions used throughout:
+owns a ``kernel`` parameter: Dense/Linear, Conv, DenseGeneral, Einsum, ...),
+in call order. Layers of a stack built with ``nn.scan``/``nnx.scan`` (stacked
+kernels, one slice per layer) give one record per scanned layer, named with
+the layer number after the scanned module (``layers/3/Dense_0``); layers of a
+scan over time (``nn.RNN``, shared kernels) give one record whose statistics
+cover every step. Definitions used throughout:
 
 * **pre-activation** of a layer: the output of the kernel layer itself
-  (``x @ kernel + bias`` for Dense, the convolution for Conv).
+  (``x @ kernel + bias`` for Dense, the convolution for Conv; the first array
+  of a module that returns a tuple; ``x @ kernel + bias`` for a module that
+  returns its kernel and bias for its parent to apply, such as the
+  ``DenseParams`` of linen's ``OptimizedLSTMCell``).
 * **activation** of a layer: what the *next* kernel layer called receives as
   its input (after the nonlinearity, the residual addition, pooling, ...);
   for the last kernel layer, the model's output (when it is one array).
@@ -37,14 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.core import Array
-from jaxinit.layer_taps import (
-    check_batch,
-    get_at,
-    lifted_transform_error,
-    prepare_model,
-    probe_layers,
-)
+from jaxinit.core import Array, check_key, check_real
+from jaxinit.layer_taps import check_batch, get_at, prepare_model, probe_layers
 
 __all__ = [
     "LayerStats",
@@ -73,7 +74,9 @@ class LayerStats:
     ``margin * (high - low) / 2`` of the activation's bounds: the ``bounds``
     given, or ``(-1, 1)`` / ``(0, 1)`` when the activation is recognizably
     ``tanh`` / ``sigmoid`` of the pre-activation; NaN otherwise (ReLU,
-    pooling or a residual sum in between, ...).
+    pooling or a residual sum in between, ...). ``grad_out_std`` is NaN for
+    a layer whose output is computed by its parent (``DenseParams``), where
+    no gradient with respect to it exists to observe.
     """
 
     depth: int
@@ -91,6 +94,25 @@ class LayerStats:
     act_saturated: float
     grad_out_std: float
     grad_kernel_std: float
+
+
+def _check_margin(margin: Any) -> float:
+    value = check_real(_NAME, "margin", margin)
+    if not 0 < value < 1:
+        raise ValueError(f"{_NAME}: margin={margin!r} must be in (0, 1).")
+    return float(value)
+
+
+def _check_bounds(bounds: Any) -> tuple[float, float] | None:
+    if bounds is None:
+        return None
+    if isinstance(bounds, str | bytes) or not isinstance(bounds, Sequence) or len(bounds) != 2:
+        raise TypeError(f"{_NAME}: bounds={bounds!r} must be None or a pair (low, high) of "
+                        "real numbers.")
+    low, high = (check_real(_NAME, f"bounds[{i}]", b) for i, b in enumerate(bounds))
+    if not low < high:
+        raise ValueError(f"{_NAME}: bounds={bounds!r} must be (low, high) with low < high.")
+    return float(low), float(high)
 
 
 def _unit_all(mask: Array) -> Array:
@@ -180,10 +202,17 @@ def layer_statistics(
       >>> [s.name for s in stats]
       ['layers_0', 'layers_2']
     """
-    if not 0 < margin < 1:
-        raise ValueError(f"{_NAME}: margin={margin!r} must be in (0, 1).")
-    if bounds is not None and not (len(bounds) == 2 and bounds[0] < bounds[1]):
-        raise ValueError(f"{_NAME}: bounds={bounds!r} must be (low, high) with low < high.")
+    margin = _check_margin(margin)
+    bounds = _check_bounds(bounds)
+    if key is not None:
+        check_key(_NAME, key)
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"{_NAME}: loss_fn={loss_fn!r} must be a callable output -> scalar.")
+    if apply_kwargs is not None and not isinstance(apply_kwargs, Mapping):
+        raise TypeError(f"{_NAME}: apply_kwargs={apply_kwargs!r} must be a mapping of keyword "
+                        "arguments of the model call, or None.")
+    if not isinstance(jit, bool | np.bool_):
+        raise TypeError(f"{_NAME}: jit={jit!r} must be True or False.")
     check_batch(_NAME, batch)
     prepared = prepare_model(_NAME, model, params, apply_kwargs)
     taps_meta, _ = probe_layers(_NAME, prepared, batch)
@@ -208,15 +237,13 @@ def layer_statistics(
                 jnp.mean(jnp.abs(jnp.tanh(z)) >= 1 - margin),
                 jnp.mean(act), jnp.std(act), jnp.mean(act**2), _unit_all(act == 0),
                 _saturation(z, act, bounds, margin),
-                _std(grad_out[i]), _std(get_at(grad_params, tap.kernel_path)),
+                _std(grad_out[i]) if tap.grad_observable else jnp.array(jnp.nan),
+                _std(get_at(grad_params, tap.kernel_path)[tap.stack_index]),
             ]))
         return jnp.stack(rows)
 
     fn = jax.jit(compute) if jit else compute
-    try:
-        table = np.asarray(fn(prepared.params, prepared.aux, batch, zeros), dtype=np.float64)
-    except jax.errors.UnexpectedTracerError as err:
-        raise lifted_transform_error(_NAME) from err
+    table = np.asarray(fn(prepared.params, prepared.aux, batch, zeros), dtype=np.float64)
     return [
         LayerStats(i + 1, t.name, t.kind, tuple(t.output.shape), *map(float, row))
         for i, (t, row) in enumerate(zip(taps_meta, table, strict=True))
@@ -227,7 +254,7 @@ def layer_statistics(
 # Presentation.
 
 _COLUMNS = (
-    ("#", "depth", "{:>3d}"), ("layer", "name", "{:<14.14s}"), ("kind", "kind", "{:<7.7s}"),
+    ("#", "depth", "{:>3d}"), ("layer", "name", "{:<s}"), ("kind", "kind", "{:<s}"),
     ("pre mean", "pre_mean", "{:>9.2e}"), ("pre std", "pre_std", "{:>9.2e}"),
     ("act mean", "act_mean", "{:>9.2e}"), ("act std", "act_std", "{:>9.2e}"),
     ("dead", "act_dead", "{:>5.1%}"), ("sat", "act_saturated", "{:>5.1%}"),
@@ -236,15 +263,20 @@ _COLUMNS = (
 
 
 def format_table(stats: Sequence[LayerStats], title: str | None = None) -> str:
-    """The records as a fixed-width text table (``-`` where a value is NaN)."""
-    widths = [len(fmt.format(0 if attr == "depth" else ("" if attr in ("name", "kind") else 0.0)))
-              for _, attr, fmt in _COLUMNS]
+    """The records as a text table (``-`` where a value is NaN); the layer and kind columns
+    are as wide as the longest name, so full module paths are shown."""
+    longest = {attr: max([len(getattr(s, attr)) for s in stats], default=0)
+               for attr in ("name", "kind")}
+    columns = [(h, attr, fmt if attr not in longest else f"{{:<{max(longest[attr], len(h))}s}}")
+               for h, attr, fmt in _COLUMNS]
+    widths = [len(fmt.format(0 if attr == "depth" else ("" if attr in longest else 0.0)))
+              for _, attr, fmt in columns]
     header = " ".join(h.rjust(w) if i > 2 else h.ljust(w)
-                      for i, ((h, _, _), w) in enumerate(zip(_COLUMNS, widths, strict=True)))
+                      for i, ((h, _, _), w) in enumerate(zip(columns, widths, strict=True)))
     lines = ([title] if title else []) + [header, "-" * len(header)]
     for s in stats:
         cells = []
-        for (_, attr, fmt), w in zip(_COLUMNS, widths, strict=True):
+        for (_, attr, fmt), w in zip(columns, widths, strict=True):
             value = getattr(s, attr)
             missing = isinstance(value, float) and not math.isfinite(value)
             cells.append("-".rjust(w) if missing else fmt.format(value))

@@ -1,20 +1,29 @@
 """Running a Flax model with its kernel layers observed, for linen and nnx alike.
 
 A *kernel layer* is a module call whose module owns a ``kernel`` parameter
-(Dense/Linear, Conv, DenseGeneral, ...). :func:`prepare_model` turns a linen
-model + variables, or an nnx model, into a pure
+(Dense/Linear, Conv, DenseGeneral/LinearGeneral, Einsum, linen's
+``DenseParams`` inside ``OptimizedLSTMCell``, ...). :func:`prepare_model`
+turns a linen model + variables, or an nnx model, into a pure
 ``run(params, aux, batch, perturb)`` (``aux``: the non-parameter state, e.g.
 batch statistics and RNG counters, passed in so that models which update it
-can be traced) that returns the model output and one :class:`LayerTap` (input, output, where
-the kernel lives) per kernel-layer call, in call order; ``perturb`` adds a
-given array to each tapped output, so gradients with respect to layer outputs
-are gradients with respect to ``perturb``.
+can be traced) that returns the model output and one :class:`LayerTap`
+(input, output, where the kernel lives) per kernel-layer call, in call order;
+``perturb`` adds a given array to each tapped output, so gradients with
+respect to layer outputs are gradients with respect to ``perturb``.
+
+The output of a layer is what its module returns; for a module returning a
+tuple, its first array; for a module returning its own kernel (and bias),
+as ``DenseParams`` does for the cell that applies them, ``inputs @ kernel +
+bias``, which is then observed but cannot be perturbed.
 
 linen calls are seen through ``flax.linen.intercept_methods``; for nnx, the
 kernel layers of a private copy of the model (``nnx.merge`` of its state) get
-a wrapping subclass. Neither touches the caller's model or params. Values
-computed inside lifted transforms (``nn.remat``, ``nn.scan``...) cannot be
-observed from outside them; that case raises a clear error.
+a wrapping subclass. Neither touches the caller's model or params. Layers
+inside ``jax.lax.scan`` (``nn.scan``, ``nnx.scan``, ``nn.RNN``) are observed
+through :mod:`jaxinit.tap_recorder`: one tap per scanned layer for a scan over
+layers (stacked kernels), one tap covering every step for a scan over time.
+Values computed inside other lifted transforms (``nn.remat``, ``nn.jit``,
+``nn.vmap``...) cannot be observed from outside them; that case raises a clear error.
 """
 
 from __future__ import annotations
@@ -28,16 +37,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.core import meta as flax_meta
+from flax.linen.recurrent import DenseParams
 
 from jaxinit.core import Array
+from jaxinit.kernel_layout import KernelLayout, kernel_layout
+from jaxinit.tap_recorder import TapMeta, collapse, expand, record, recording
 
 __all__ = [
     "LayerTap",
     "PreparedModel",
+    "UnobservableLayerError",
     "check_batch",
     "get_at",
     "join_path",
-    "lifted_transform_error",
     "path_names",
     "prepare_model",
     "probe_layers",
@@ -48,10 +61,12 @@ __all__ = [
 class LayerTap(NamedTuple):
     """One call of a kernel layer during a forward pass."""
 
-    name: str  # module path, "/"-joined
+    name: str  # module path, "/"-joined, with the layer number of scanned stacks
     kind: str  # class name of the module
     kernel_path: tuple[Any, ...]  # where the kernel lives in the params pytree
-    standard: bool  # a Dense/Linear or Conv: output linear in the kernel
+    stack_index: tuple[int, ...]  # the slice of a stacked kernel (scan over layers) it used
+    layout: KernelLayout | None  # None: the output is not known to be linear in the kernel
+    grad_observable: bool  # the perturbation reaches the output (False: DenseParams)
     inputs: Any
     output: Any
 
@@ -68,6 +83,10 @@ class PreparedModel(NamedTuple):
     # every module that owns parameters: name -> class name (complete once traced)
     owners: Callable[[], dict[str, str]]
     rebuild: Callable[[Any], Any]  # new params -> what to hand back to the caller
+
+
+class UnobservableLayerError(ValueError):
+    """A kernel layer ran only inside a transform whose values cannot be observed."""
 
 
 def path_names(path: Sequence[Any]) -> tuple[Any, ...]:
@@ -105,6 +124,95 @@ def join_path(path: Sequence[Any]) -> str:
     return "/".join(str(p) for p in path) or "<root>"
 
 
+# ----------------------------------------------------------------------------------------
+# What a kernel layer's output is.
+
+
+def _observe(module: Any, path: tuple[Any, ...], inputs: Any, out: Any, kernel: Array,
+             call_kwargs: Mapping[str, Any]) -> tuple[TapMeta, Array, Any] | None:
+    """(meta, observed output, reinsert) of one kernel-layer call, or None (no array out)."""
+    layout = kernel_layout(module, jnp.ndim(kernel), call_kwargs)
+    kind = type(module).__name__
+    if hasattr(out, "shape") and hasattr(out, "dtype"):
+        return TapMeta(path, kind, jnp.shape(kernel), layout, True), out, lambda o: o
+    leaves, treedef = jax.tree_util.tree_flatten(out)
+    if leaves and (leaves[0] is kernel or isinstance(module, DenseParams)) and \
+            jnp.ndim(leaves[0]) == 2 and hasattr(inputs, "shape"):
+        # The module hands its kernel (and bias) to its parent, which applies them.
+        z = jnp.dot(inputs, leaves[0])
+        if len(leaves) > 1:
+            z = z + leaves[1]
+        meta = TapMeta(path, kind, jnp.shape(kernel), KernelLayout((0,), (1,)), False)
+        return meta, z, None
+    arrays = [i for i, leaf in enumerate(leaves) if hasattr(leaf, "shape")]
+    if not arrays:
+        return None
+    first = arrays[0]
+
+    def reinsert(o: Array) -> Any:
+        return jax.tree_util.tree_unflatten(treedef, [*leaves[:first], o, *leaves[first + 1:]])
+
+    return TapMeta(path, kind, jnp.shape(kernel), None, True), leaves[first], reinsert
+
+
+def _tap(module: Any, path: tuple[Any, ...], args: tuple, kwargs: Mapping[str, Any], out: Any,
+         kernel: Array) -> Any:
+    """Records one call; returns what the module should return (perturbed or not)."""
+    observed = _observe(module, path, args[0], out, kernel, kwargs)
+    if observed is None:
+        return out
+    meta, output, reinsert = observed
+    result = record(meta, args[0], output, reinsert)
+    return out if result is None else result
+
+
+# ----------------------------------------------------------------------------------------
+# linen and nnx models behind one runner.
+
+
+def _recorded_paths(metas: Sequence[Any]) -> set[tuple[Any, ...]]:
+    found: set[tuple[Any, ...]] = set()
+    for m in metas:
+        found |= {m.path} if isinstance(m, TapMeta) else _recorded_paths(m.body)
+    return found
+
+
+class _Plan:
+    """The recorded structure of the last probe and the parameter shapes: what turns the
+    flat list of per-tap perturbations into the recorder's nested one."""
+
+    def __init__(self, name: str, params: Any):
+        self.name = name
+        self.shapes = {path_names(p): tuple(np.shape(leaf))
+                       for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
+        self.metas: list[Any] | None = None
+
+    def nested(self, perturb: Sequence[Array] | None) -> list[Any] | None:
+        if perturb is None:
+            return None
+        if self.metas is None:
+            raise RuntimeError("probe_layers must run before a perturbed run")
+        return collapse(self.metas, perturb, self.shapes)
+
+    def finish(self, root: Any, perturbed: bool) -> list[LayerTap]:
+        missing = root.unobserved - _recorded_paths(root.metas)
+        if missing:
+            raise UnobservableLayerError(
+                f"{self.name}: the kernel layer(s) {', '.join(sorted(map(join_path, missing)))} "
+                "run inside a lifted transform (nn.remat, nn.jit, nn.vmap or their nnx forms; "
+                "jax.lax.scan, nn.scan and nnx.scan are supported), whose values cannot be "
+                "observed from outside; build the model without that transform to measure it."
+            )
+        if not perturbed:
+            self.metas = root.metas
+        try:
+            records = expand(root.metas, root.values, self.shapes)
+        except ValueError as err:
+            raise UnobservableLayerError(f"{self.name}: {err}") from err
+        return [LayerTap(r.name, r.meta.kind, (*r.meta.path, "kernel"), r.stack_index,
+                         r.meta.layout, r.meta.perturbable, r.inputs, r.output) for r in records]
+
+
 def _linen_model(name: str, model: nn.Module, variables: Any,
                  apply_kwargs: Mapping[str, Any]) -> PreparedModel:
     if not isinstance(variables, Mapping):
@@ -117,29 +225,25 @@ def _linen_model(name: str, model: nn.Module, variables: Any,
     others = {k: v for k, v in variables.items() if k != "params"}
     mutable = list(others)  # e.g. batch_stats of a BatchNorm in training mode
     seen: dict[str, str] = {}
+    plan = _Plan(name, variables["params"])
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        module = context.module
+        if context.method_name != "__call__" or module.scope is None:
+            return out
+        path = tuple(module.path)
+        seen[join_path(path)] = type(module).__name__
+        if not args or not module.has_variable("params", "kernel"):
+            return out
+        kernel = flax_meta.unbox(module.get_variable("params", "kernel"))  # nn.Partitioned etc.
+        return _tap(module, path, args, kwargs, out, kernel)
 
     def run(params: Any, aux: Any, batch: Any, perturb: Sequence[Array] | None):
-        taps: list[LayerTap] = []
-
-        def interceptor(next_fun, args, kwargs, context):
-            out = next_fun(*args, **kwargs)
-            module = context.module
-            if context.method_name != "__call__" or module.scope is None:
-                return out
-            path = tuple(module.path)
-            seen[join_path(path)] = type(module).__name__
-            if not module.has_variable("params", "kernel") or not args:
-                return out
-            if perturb is not None:
-                out = out + perturb[len(taps)]
-            taps.append(LayerTap(join_path(path), type(module).__name__, (*path, "kernel"),
-                                 isinstance(module, nn.Dense | nn.Conv), args[0], out))
-            return out
-
-        with nn.intercept_methods(interceptor):
+        with recording(plan.nested(perturb)) as root, nn.intercept_methods(interceptor):
             out = model.apply({**aux, "params": params}, batch, mutable=mutable or False,
                               **apply_kwargs)
-        return (out[0] if mutable else out), taps
+        return (out[0] if mutable else out), plan.finish(root, perturb is not None)
 
     def owners() -> dict[str, str]:
         found: dict[str, str] = {}
@@ -154,10 +258,12 @@ def _linen_model(name: str, model: nn.Module, variables: Any,
     return PreparedModel(variables["params"], others, run, owners, rebuild)
 
 
-def _tapped_class(cls: type, on_call: Callable[[Any, Any, Any], Any]) -> type:
+def _tapped_class(cls: type, path: tuple[Any, ...]) -> type:
     def __call__(self, *args, **kwargs):
         out = cls.__call__(self, *args, **kwargs)
-        return on_call(self, args[0] if args else None, out)
+        if not args:
+            return out
+        return _tap(self, path, args, kwargs, out, self.kernel[...])
 
     return type(cls)(cls.__name__, (cls,), {"__call__": __call__})
 
@@ -177,29 +283,22 @@ def _nnx_model(name: str, model: nnx.Module, params: Any,
     for path, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Module) and join_path(path) in owners:
             owners[join_path(path)] = type(node).__name__
+    plan = _Plan(name, state)
 
     def run(params: Any, aux: Any, batch: Any, perturb: Sequence[Array] | None):
         # Fresh Variable objects, created at the current trace level, so that a model that
         # updates its state (BatchNorm statistics, RNG counters) may do so under jax.grad.
         params, aux = jax.tree_util.tree_map(lambda leaf: leaf, (params, aux))
         copy = nnx.merge(graphdef, params, aux)
-        taps: list[LayerTap] = []
         for path, node in nnx.iter_graph(copy):
-            if not (isinstance(node, nnx.Module) and isinstance(getattr(node, "kernel", None),
-                                                                  nnx.Param)):
-                continue
-
-            def on_call(module, inputs, out, path=path):
-                if perturb is not None:
-                    out = out + perturb[len(taps)]
-                taps.append(LayerTap(join_path(path), type(module).__name__,
-                                     (*path, "kernel"),
-                                     isinstance(module, nnx.Linear | nnx.Conv), inputs, out))
-                return out
-
-            # The copy is private to this call, so changing its class touches nothing else.
-            object.__setattr__(node, "__class__", _tapped_class(type(node), on_call))
-        return copy(batch, **apply_kwargs), taps
+            if isinstance(node, nnx.Module) and isinstance(getattr(node, "kernel", None),
+                                                           nnx.Param):
+                # The copy is private to this call, so changing its class touches nothing
+                # else; copies made inside nnx.scan keep the subclass, hence the path.
+                object.__setattr__(node, "__class__", _tapped_class(type(node), tuple(path)))
+        with recording(plan.nested(perturb)) as root:
+            out = copy(batch, **apply_kwargs)
+        return out, plan.finish(root, perturb is not None)
 
     def rebuild(params: Any) -> Any:
         return nnx.merge(graphdef, params, rest)
@@ -247,14 +346,6 @@ def check_batch(name: str, batch: Any) -> None:
                 )
 
 
-def lifted_transform_error(name: str) -> ValueError:
-    return ValueError(
-        f"{name}: a kernel layer runs inside a lifted transform (nn.remat, nn.scan, nn.vmap "
-        "or their nnx forms), whose values cannot be observed from outside; build the "
-        "model without the transform to measure it."
-    )
-
-
 def probe_layers(name: str, prepared: PreparedModel, batch: Any) -> tuple[list[LayerTap], Any]:
     """Traces the model once (no compute): the kernel-layer calls, with output shapes.
 
@@ -269,8 +360,8 @@ def probe_layers(name: str, prepared: PreparedModel, batch: Any) -> tuple[list[L
 
     try:
         out_shape, tap_shapes = jax.eval_shape(probe, prepared.params, prepared.aux, batch)
-    except jax.errors.UnexpectedTracerError as err:
-        raise lifted_transform_error(name) from err
+    except UnobservableLayerError:
+        raise
     except Exception as err:  # the model's own error, re-raised with what was given
         shapes = jax.tree_util.tree_map(np.shape, batch)
         raise ValueError(

@@ -1,7 +1,12 @@
 """The diagnose command: built-in nets, scheme names, plot written, clear errors."""
 
-import pytest
+import sys
 
+import flax.linen as nn
+import pytest
+from flax import nnx
+
+from jaxinit.__main__ import main as package_main
 from jaxinit.diagnose_cli import main, resolve_scheme, run_schemes, summary_table
 
 pytestmark = pytest.mark.timeout(180)
@@ -44,3 +49,105 @@ def test_bad_arguments(capsys):
     assert main(["--schemes", " , "]) == 2
     with pytest.raises(ValueError, match="normal:abc"):
         resolve_scheme("normal:abc")
+
+
+# ------------------------------------------------------------------ the user's own model
+
+
+LECUN = nn.initializers.lecun_normal()
+
+
+class UserMLP(nn.Module):
+    """A user's model, written as Flax code usually is: the initializer is an attribute."""
+
+    kernel_init: object = LECUN
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Dense(16, kernel_init=self.kernel_init, name="encoder_hidden")(x))
+        return nn.Dense(4, kernel_init=self.kernel_init, name="encoder_output")(x)
+
+
+def make_linen_mlp(kernel_init=LECUN):
+    return UserMLP(kernel_init)
+
+
+class UserNnxNet(nnx.Module):
+    def __init__(self, rngs):
+        self.first_projection = nnx.Linear(8, 16, rngs=rngs)
+        self.second_projection = nnx.Linear(16, 4, rngs=rngs)
+
+    def __call__(self, x):
+        return self.second_projection(nnx.tanh(self.first_projection(x)))
+
+
+def make_nnx_net(rngs):
+    return UserNnxNet(rngs)
+
+
+def make_nothing():
+    return 42
+
+
+def test_a_user_linen_factory_gets_each_scheme(capsys):
+    module = f"{__name__}:make_linen_mlp"
+    code = main(["--model", module, "--input-shape", "32,8", "--schemes", "normal:0.001",
+                 "--no-plot"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "encoder_hidden" in out and "encoder_output" in out and "normal:0.001" in out
+    runs = run_schemes(["he_normal", "normal:0.001"], model=module, input_shape=(32, 8))
+    # The scheme reaches every kernel: He weights keep the pre-activation std O(1),
+    # N(0, 0.001^2) weights shrink it ~1e-3 x.
+    assert runs["normal:0.001"][0].pre_std < 0.01 < 0.5 < runs["he_normal"][0].pre_std
+    assert runs["normal:0.001"][1].pre_std < 1e-4
+
+
+def test_a_user_nnx_factory_without_kernel_init_is_measured_as_built(capsys):
+    module = f"{__name__}:make_nnx_net"
+    assert main(["--model", module, "--input-shape", "16,8", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "model defaults" in out and "first_projection" in out and "second_projection" in out
+    assert main(["--model", module, "--input-shape", "16,8", "--schemes", "he_normal"]) == 2
+    assert "takes no kernel_init argument" in capsys.readouterr().err
+
+
+def test_user_model_errors(capsys):
+    cases = [
+        (["--model", f"{__name__}:make_linen_mlp"], "needs --input-shape"),
+        (["--model", "no_such_package.models:make", "--input-shape", "2,3"], "cannot import"),
+        (["--model", f"{__name__}:missing", "--input-shape", "2,3"], "has no 'missing'"),
+        (["--model", f"{__name__}:make_nothing", "--input-shape", "2,3"], "returned int"),
+        (["--model", "resnet50", "--input-shape", "2,3"], "package.module:factory"),
+        (["--model", f"{__name__}:make_linen_mlp", "--input-shape", "2,3", "--depth", "3"],
+         "apply to the built-in models only"),
+        (["--model", f"{__name__}:make_linen_mlp", "--input-shape", "0,8"], "positive sizes"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert main(["--input-shape", "2,x"]) == 2  # argparse refuses it
+
+
+def test_without_matplotlib_the_table_is_printed_and_the_plot_explained(tmp_path, capsys,
+                                                                          monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "diag.png"
+    code = main(["--schemes", "he_normal", "--depth", "2", "--width", "8", "--batch", "16",
+                 "--out", str(out)])
+    assert code == 0 and not out.exists()
+    captured = capsys.readouterr()
+    assert "he_normal" in captured.out
+    assert "pip install 'jaxinit[plot]'" in captured.err and "Traceback" not in captured.err
+
+
+def test_help_of_the_package_says_what_each_command_does(capsys):
+    assert package_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "catalogue" in out and "diagnose" in out and "--model package.module:factory" in out
+    assert package_main(["diagnose", "--help"]) == 0
+    assert "--input-shape" in capsys.readouterr().out
+    assert package_main(["bogus"]) == 2
+    assert "unknown command or option 'bogus'" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Per-layer diagnostics: definitions checked against a hand-written forward pass, and
 closed-form signal propagation (orthogonal linear nets, ReLU nets with He vs LeCun)."""
 
+import functools
 import math
 
 import flax.linen as nn
@@ -11,7 +12,7 @@ import pytest
 from flax import nnx
 
 from jaxinit.diagnostics import format_table, layer_statistics, plot_statistics
-from jaxinit.lsuv import lsuv
+from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -297,3 +298,86 @@ def test_layers_inside_lifted_transforms_are_refused_clearly():
         layer_statistics(model, variables, x)
     with pytest.raises(ValueError, match="lifted transform"):
         lsuv(model, variables, x, key=jax.random.key(0))
+
+
+# ------------------------------------------------------------------ a ResNet, full names
+
+
+class ResNetBlock(nn.Module):
+    """The residual block of Flax's ImageNet example, with BatchNorm and a projection."""
+
+    filters: int
+    strides: tuple[int, int] = (1, 1)
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
+        residual = x
+        y = nn.Conv(self.filters, (3, 3), self.strides, use_bias=False)(x)
+        y = nn.relu(norm()(y))
+        y = nn.Conv(self.filters, (3, 3), use_bias=False)(y)
+        y = norm(scale_init=nn.initializers.zeros)(y)
+        if residual.shape != y.shape:
+            residual = nn.Conv(self.filters, (1, 1), self.strides, use_bias=False,
+                               name="conv_proj")(residual)
+            residual = norm(name="norm_proj")(residual)
+        return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        x = nn.Conv(4, (3, 3), use_bias=False, name="conv_init")(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, name="bn_init")(x))
+        x = ResNetBlock(8, (2, 2))(x, train)
+        return nn.Dense(5)(x.mean((1, 2)))
+
+
+def test_format_table_shows_the_full_names_of_resnet_layers():
+    model, x = ResNet(), _x((2, 4, 4, 3))
+    variables = jax.jit(model.init)(jax.random.key(0), x)  # one compile, not one per op
+    stats = layer_statistics(model, variables, x, apply_kwargs={"train": False})
+    names = ["conv_init", "ResNetBlock_0/Conv_0", "ResNetBlock_0/Conv_1",
+             "ResNetBlock_0/conv_proj", "Dense_0"]
+    assert [s.name for s in stats] == names
+    lines = format_table(stats).splitlines()
+    rows = lines[2:]
+    for s, row in zip(stats, rows, strict=True):
+        assert row.split()[1] == s.name and row.split()[2] == s.kind
+    # One column width for every row: the name column fits the longest name.
+    assert len({len(line) for line in lines}) == 1
+    assert lines[0].index("kind") == lines[0].index("layer") + len("ResNetBlock_0/conv_proj") + 1
+
+
+def test_lsuv_report_shows_full_names():
+    layers = [LSUVLayer("encoder/layers/11/attention/query", "DenseGeneral", 2.0, 1.5, 1.0, 1,
+                        True), LSUVLayer("head", "Dense", 0.5, 0.4, 0.7, 10, False)]
+    lines = LSUVReport(layers, [("encoder/final_norm", "LayerNorm")]).format().splitlines()
+    assert lines[1].startswith("encoder/layers/11/attention/query DenseGeneral ")
+    assert lines[2].startswith("head" + " " * 30 + "Dense        ")
+    assert lines[2].endswith("(not converged)")
+
+
+# ---------------------------------------------------------------------------- options
+
+
+def test_options_are_checked_with_clear_errors(small):
+    model, variables, x = small
+    cases = [
+        (TypeError, r"margin='a' must be a real number", {"margin": "a"}),
+        (TypeError, r"margin=None must be a real number", {"margin": None}),
+        (ValueError, r"margin=1.5 must be in \(0, 1\)", {"margin": 1.5}),
+        (TypeError, r"bounds='ab' must be None or a pair \(low, high\)", {"bounds": "ab"}),
+        (TypeError, r"bounds\[1\]='x' must be a real number", {"bounds": (0.0, "x")}),
+        (ValueError, r"bounds=\(1.0, 0.0\) must be \(low, high\) with low < high",
+         {"bounds": (1.0, 0.0)}),
+        (TypeError, r"key=0 is not a PRNG key", {"key": 0}),
+        (TypeError, r"loss_fn=3 must be a callable", {"loss_fn": 3}),
+        (TypeError, r"apply_kwargs=\[1\] must be a mapping", {"apply_kwargs": [1]}),
+        (TypeError, r"jit='yes' must be True or False", {"jit": "yes"}),
+    ]
+    for error, message, kwargs in cases:
+        with pytest.raises(error, match="jaxinit.layer_statistics: " + message):
+            layer_statistics(model, variables, x, **kwargs)
+    stats = layer_statistics(model, variables, x, margin=np.float32(0.05), bounds=(np.int64(0), 1))
+    assert len(stats) == 2

@@ -137,6 +137,15 @@ class _Custom(nn.Module):
         return x @ w
 
 
+class _GatedKernel(nn.Module):
+    """Owns a 'kernel' but its output is not linear in it: LSUV cannot know the rule."""
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], 8))
+        return jnp.tanh(x @ kernel)
+
+
 def test_linen_layers_it_does_not_handle_are_reported_and_warned():
     class Model(nn.Module):
         @nn.compact
@@ -144,19 +153,20 @@ def test_linen_layers_it_does_not_handle_are_reported_and_warned():
             x = nn.Dense(16)(x)
             x = nn.LayerNorm()(x)
             x = _Custom()(x)
+            x = _GatedKernel()(x)
             x = nn.DenseGeneral((2, 4))(x)
             return nn.Dense(4)(x.reshape(x.shape[0], -1))
 
     model, x = Model(), _x((32, 8))
     variables = model.init(jax.random.key(0), x)
-    with pytest.warns(UserWarning, match=r"left unchanged: .*DenseGeneral_0.*_Custom_0"):
+    with pytest.warns(UserWarning, match=r"left unchanged: .*_GatedKernel_0.*_Custom_0"):
         new, report = lsuv(model, variables, x, key=jax.random.key(1))
     reasons = dict(report.unhandled)
-    assert set(reasons) == {"DenseGeneral_0", "LayerNorm_0", "_Custom_0"}
-    assert "not a Dense/Conv" in reasons["DenseGeneral_0"]
+    assert set(reasons) == {"LayerNorm_0", "_Custom_0", "_GatedKernel_0"}
+    assert "not known to be linear in its kernel" in reasons["_GatedKernel_0"]
     assert "parameters w" in reasons["_Custom_0"]
-    assert [r.name for r in report.layers] == ["Dense_0", "Dense_1"]
-    for name in ("_Custom_0", "DenseGeneral_0", "LayerNorm_0"):
+    assert [r.name for r in report.layers] == ["Dense_0", "DenseGeneral_0", "Dense_1"]
+    for name in ("_Custom_0", "_GatedKernel_0", "LayerNorm_0"):
         _assert_same(new["params"][name], _snapshot(variables["params"][name]))
 
 
@@ -233,6 +243,19 @@ def test_bad_options(small):
         lsuv(model, variables, x, key=key, max_rounds=0)
     with pytest.raises(TypeError, match="key=3 is not a PRNG key"):
         lsuv(model, variables, x, key=3)
+    with pytest.raises(TypeError, match=r"jaxinit.lsuv: orthogonal_init=5 must be an initializer"):
+        lsuv(model, variables, x, key=key, orthogonal_init=5)
+    with pytest.raises(TypeError, match=r"jaxinit.lsuv: max_rounds=2.5 must be an int"):
+        lsuv(model, variables, x, key=key, max_rounds=2.5)
+    with pytest.raises(TypeError, match=r"jaxinit.lsuv: apply_kwargs=\(1,\) must be a mapping"):
+        lsuv(model, variables, x, key=key, apply_kwargs=(1,))
+    flat = lambda key, shape, dtype=jnp.float32: jnp.zeros((4,), dtype)  # noqa: E731
+    with pytest.raises(ValueError, match=r"orthogonal_init returned shape \(4,\) for shape "
+                                         r"\(5, 8\)"):
+        lsuv(model, variables, x, key=key, orthogonal_init=flat)
+    # numpy integers are integers.
+    _, report = lsuv(model, variables, x, key=key, max_rounds=np.int64(2), tol=1e-6)
+    assert all(r.rounds <= 2 for r in report.layers)
 
 
 def test_nnx_model_that_updates_its_state_batchnorm_and_dropout():

@@ -65,6 +65,11 @@ def test_gate_blocks_errors():
         gate_blocks(3, 4)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not a multiple of num_gates=4"):
         gate_blocks(init, 4)(KEY, (3, 10))
+    with pytest.raises(ValueError, match=r"axis=3 is out of range for shape=\(4, 8\) \(rank 2\); "
+                                         r"accepted: an axis in \[-2, 1\]"):
+        gate_blocks(init, 4, axis=3)(KEY, (4, 8))
+    with pytest.raises(TypeError, match=r"axis=1.0 must be an int"):
+        gate_blocks(init, 4, axis=1.0)
 
 
 # --- gate biases on the actual Flax cells --------------------------------------------------------
@@ -159,10 +164,25 @@ def test_set_forget_bias_on_nnx_cells():
     np.testing.assert_array_equal(fused.dense_h.bias[...], [0] * h + [1] * h + [0] * 2 * h)
 
 
-def test_gate_order_table_matches_linen_conv_lstm_forget_offset():
-    """ConvLSTMCell splits i, g, f, o and adds 1 to the third block (its forget gate)."""
-    assert GATE_ORDERS["linen.ConvLSTMCell"].index("f") == 2
+def test_gate_order_table_matches_linen_conv_lstm_cell():
+    """ConvLSTMCell splits its ih/hh outputs as i, g, f, o (and adds 1 to f itself). It takes no
+    initializer options, so the gate bias goes into its initialized params: with zero kernels,
+    forget gate open and input gate closed, the real cell keeps its memory exactly."""
     assert GATE_ORDERS["nnx.OptimizedLSTMCell"] == ("i", "f", "g", "o")
+    h = 2
+    cell = nn.ConvLSTMCell(h, kernel_size=(3,))
+    x = jnp.ones((1, 5, 1))
+    c = jnp.arange(1.0, 11.0).reshape(1, 5, h)
+    carry = (c, jnp.ones((1, 5, h)))
+    params = jax.tree_util.tree_map(jnp.zeros_like, cell.init(KEY, carry, x)["params"])
+    bias = gate_bias({"f": 100.0, "i": -100.0}, "linen.ConvLSTMCell")(KEY, (4 * h,))
+    params["ih"]["bias"] = bias
+    (new_c, _), _ = cell.apply({"params": params}, carry, x)
+    np.testing.assert_allclose(new_c, c, rtol=1e-6)
+    params["ih"]["bias"] = gate_bias({"f": 100.0, "i": -100.0}, "nnx.OptimizedLSTMCell")(
+        KEY, (4 * h,))
+    (new_c, _), _ = cell.apply({"params": params}, carry, x)
+    assert not np.allclose(new_c, c, rtol=1e-3)
 
 
 def test_gate_bias_errors():
