@@ -47,7 +47,14 @@ from jaxinit.core import (
 )
 from jaxinit.sharding import check_out_sharding, shard_output, warn_if_not_partitionable
 
-__all__ = ["Bound", "base_default_dtype", "initializer", "shardable"]
+__all__ = [
+    "Bound",
+    "base_default_dtype",
+    "initializer",
+    "runtime_value",
+    "scale_samples",
+    "shardable",
+]
 
 #: ``bound(shape) -> (max_abs, options)``: the largest magnitude the scheme can produce for
 #: a shape, and the options responsible, for the overflow error message.
@@ -234,6 +241,18 @@ def _bound_base(base: Callable[..., Array], dims: tuple[int, ...], dtype: Any
 def _call_base(base: Callable[..., Array], dims: tuple[int, ...], dtype: Any, key: Array
                ) -> Array:
     return base(key, dims, dtype)
+
+
+def runtime_value(value: Any, dtype: Any) -> Array:
+    """``value`` as an array XLA cannot constant-fold.
+
+    Compile-time folding evaluates transcendental functions (``erf`` of a
+    truncation bound, ``expm1(-4)``) with other code than the runtime kernels,
+    so a constant bound would round differently in a jitted program than in an
+    eager call (which passes it at runtime) and than in a sharded one; behind
+    the barrier every context computes it at runtime, as eager JAX does.
+    """
+    return jax.lax.optimization_barrier(jnp.asarray(value, dtype))
 
 
 def scale_samples(samples: Array, factor: Any) -> Array:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.contract import initializer, scale_samples
+from jaxinit.contract import initializer, runtime_value, scale_samples
 from jaxinit.core import (
     Array,
     AxisLike,
@@ -76,7 +76,7 @@ def _complex_truncated_normal(key: Array, shape: tuple[int, ...], dtype: np.dtyp
     """
     key_r, key_theta = jax.random.split(key)
     rdt = real_dtype(dtype)
-    t = -jnp.expm1(jnp.array(-4.0, rdt)) * jax.random.uniform(key_r, shape, rdt)
+    t = -jnp.expm1(runtime_value(-4.0, rdt)) * jax.random.uniform(key_r, shape, rdt)
     r = jnp.sqrt(-jnp.log1p(-t))
     u = jax.random.uniform(key_theta, shape, rdt)
     return r.astype(dtype) * jnp.exp(1j * (2 * np.pi * u.astype(dtype)))
@@ -136,27 +136,37 @@ def _variance_scaling(name: str, scale: float, mode: str, distribution: str,
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         fan_in, fan_out = fans(shape)
         variance = scale / _denominator(mode, fan_in, fan_out)
-        if not is_traced(variance) and variance > largest_finite(dtype):
+        if is_traced(variance):
+            in_dtype = jnp.asarray(variance, dtype)
+            return _sample(key, shape, dtype, distribution, lambda c: jnp.sqrt(c * in_dtype))
+        real = np.dtype(real_dtype(dtype)).type
+        if variance > largest_finite(dtype):
             # The std fits the dtype (the bound checked it) but the variance does not:
             # take square roots in float64 first.
             return _sample(key, shape, dtype, distribution,
-                           lambda c: jnp.array((c * variance) ** 0.5, dtype))
-        # As JAX: the variance in the dtype, then its square root.
-        in_dtype = jnp.array(variance, dtype=dtype)
-        return _sample(key, shape, dtype, distribution, lambda c: jnp.sqrt(c * in_dtype))
+                           lambda c: real((c * variance) ** 0.5))
+        # As JAX does it eagerly: the variance rounded to the dtype, then IEEE operations in
+        # the dtype -- done here with numpy scalars, so that no program is left with
+        # arithmetic on constants for XLA to rewrite (x / c as x * (1/c)) in some programs.
+        return _sample(key, shape, dtype, distribution,
+                       lambda c: np.sqrt(real(c) * real(variance)))
 
     return init
 
 
 def _sample(key: Array, shape: tuple[int, ...], dtype: np.dtype, distribution: str,
             root: Callable[[float], Array]) -> Array:
-    """Draws ``distribution`` with variance σ²; ``root(c)`` is ``sqrt(c·σ²)`` in ``dtype``."""
+    """Draws ``distribution`` with variance σ²; ``root(c)`` is ``sqrt(c·σ²)`` (a real scalar)."""
     if distribution == "truncated_normal":
         correction = COMPLEX_TRUNCATED_NORMAL_STD if is_complex(dtype) else TRUNCATED_NORMAL_STD
-        stddev = root(1) / jnp.array(correction, dtype)
+        root_1 = root(1)
+        stddev = root_1 / type(root_1)(correction) if isinstance(root_1, np.generic) else \
+            root_1 / jnp.asarray(correction, root_1.dtype)
         if is_complex(dtype):
             return scale_samples(_complex_truncated_normal(key, shape, dtype), stddev)
-        return scale_samples(jax.random.truncated_normal(key, -2, 2, shape, dtype), stddev)
+        bound = runtime_value(2, dtype)
+        return scale_samples(jax.random.truncated_normal(key, -bound, bound, shape, dtype),
+                             stddev)
     if distribution == "normal":
         return scale_samples(jax.random.normal(key, shape, dtype), root(1))
     if is_complex(dtype):
