@@ -1,0 +1,86 @@
+"""A decoder-only language model in the style of Flax's LM1B example: a config carrying the
+kernel/bias initializers, every parameter wrapped in ``nn.with_logical_partitioning``,
+learned position embeddings, pre-LayerNorm blocks of ``nn.SelfAttention`` and an MLP."""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+
+VOCAB, LENGTH = 32, 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    init: Any  # the initializer namespace
+    emb_dim: int = 16
+    num_heads: int = 2
+    mlp_dim: int = 32
+    num_layers: int = 2
+
+    def kernel(self, *axes):
+        return nn.with_logical_partitioning(self.init.xavier_uniform(), axes)
+
+    def bias(self, *axes):
+        return nn.with_logical_partitioning(self.init.normal(stddev=1e-6), axes)
+
+    def layer_norm(self, **kwargs):
+        return nn.LayerNorm(
+            scale_init=nn.with_logical_partitioning(self.init.ones, ("embed",)),
+            bias_init=nn.with_logical_partitioning(self.init.zeros, ("embed",)), **kwargs)
+
+
+class Block(nn.Module):
+    config: Config
+
+    @nn.compact
+    def __call__(self, x, mask):
+        c = self.config
+        y = nn.SelfAttention(num_heads=c.num_heads, kernel_init=c.kernel("embed", "kv"),
+                             bias_init=c.bias("embed"), use_bias=False,
+                             deterministic=True)(c.layer_norm()(x), mask)
+        x = x + y
+        y = nn.Dense(c.mlp_dim, kernel_init=c.kernel("embed", "mlp"),
+                     bias_init=c.bias("mlp"))(c.layer_norm()(x))
+        y = nn.Dense(c.emb_dim, kernel_init=c.kernel("mlp", "embed"),
+                     bias_init=c.bias("embed"))(nn.relu(y))
+        return x + y
+
+
+class TransformerLM(nn.Module):
+    config: Config
+
+    @nn.compact
+    def __call__(self, tokens):
+        c = self.config
+        mask = nn.combine_masks(nn.make_attention_mask(tokens > 0, tokens > 0),
+                                nn.make_causal_mask(tokens))
+        embed = nn.Embed(VOCAB, c.emb_dim, embedding_init=nn.with_logical_partitioning(
+            c.init.normal(stddev=1.0), ("vocab", "embed")))
+        shifted = jnp.pad(tokens, ((0, 0), (1, 0)))[:, :-1]
+        pos = self.param("pos_embedding", nn.with_logical_partitioning(
+            c.init.normal(stddev=0.02), (None, "length", "embed")), (1, LENGTH, c.emb_dim))
+        y = embed(shifted) + pos[:, : tokens.shape[1]]
+        for i in range(c.num_layers):
+            y = Block(c, name=f"block_{i}")(y, mask)
+        y = c.layer_norm(name="final_norm")(y)
+        return nn.Dense(VOCAB, kernel_init=c.kernel("embed", "vocab"),
+                        bias_init=c.bias("vocab"), name="logits")(y)
+
+
+def model(init) -> TransformerLM:
+    return TransformerLM(Config(init))
+
+
+def batch():
+    """(inputs, targets): the model predicts each token from the ones before it."""
+    tokens = jax.random.randint(jax.random.key(1), (2, LENGTH), 1, VOCAB)
+    return (tokens,), tokens
+
+
+def loss(net, variables, inputs, tokens):
+    logits = net.apply(variables, *inputs)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, tokens).mean()
