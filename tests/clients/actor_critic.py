@@ -1,7 +1,7 @@
-"""A PureJaxRL/CleanRL-style actor-critic for a discrete-action task: two tanh MLPs whose
-hidden kernels are ``orthogonal(sqrt(2))``, the policy head ``orthogonal(0.01)``, the value
-head ``orthogonal(1.0)``, every bias ``constant(0.0)``. RL code initializes one network per
-seed with ``jax.jit(jax.vmap(net.init, in_axes=(0, None)))``.
+"""A PureJaxRL/CleanRL-style actor-critic for a discrete-action task (CartPole's sizes):
+two tanh MLPs of width 64 whose hidden kernels are ``orthogonal(sqrt(2))``, the policy head
+``orthogonal(0.01)``, the value head ``orthogonal(1.0)``, every bias ``constant(0.0)``. RL
+code initializes one network per seed with ``jax.jit(jax.vmap(net.init, in_axes=(0, None)))``.
 
 Run as ``python -m clients.actor_critic SECONDS`` (from ``tests/``) it performs the 30
 vmapped initializations and checks them against per-seed ones (see the test)."""
@@ -19,6 +19,8 @@ OBS, ACTIONS, WIDTH, SEEDS = 4, 2, 64, 16
 # Leaf paths of the orthogonal kernels and their scales.
 ORTHOGONAL = {r"hidden_\d.*kernel": np.sqrt(2), r"policy.*kernel": 0.01,
               r"value.*kernel": 1.0}
+# Also initialize with orthogonal(method="qr"): the whole tree must then be JAX's, bit for bit.
+CHECK_QR = True
 
 
 class ActorCritic(nn.Module):

@@ -61,7 +61,7 @@ def assert_matches_reference(reference, actual, patterns: dict[str, float]) -> N
     scale_of = orthogonal_scales(patterns)
     assert_bit_identical(reference, actual, skip=lambda path: scale_of(path) is not None)
     checked = [path for path in leaves(actual) if scale_of(path) is not None]
-    assert len(checked) == len([p for p in leaves(reference) if scale_of(p) is not None])
+    assert bool(checked) == bool(patterns), f"no leaf matches {patterns}"
     for path in checked:
         assert_orthogonal(leaves(actual)[path], scale=scale_of(path), name=path)
 
@@ -95,7 +95,7 @@ class Inits:
     eager: Any  # eager, jaxinit
     jitted: Any  # jitted, jaxinit, in the program that also trains
     losses: np.ndarray
-    qr: Any = None  # eager, jaxinit with orthogonal(method="qr"), where the model has any
+    qr: Any = None  # eager, jaxinit with orthogonal(method="qr"), where the client asks
 
 
 def assert_client(inits: Inits, orthogonal: dict[str, float]) -> None:
@@ -111,7 +111,8 @@ def assert_client(inits: Inits, orthogonal: dict[str, float]) -> None:
 
 def linen_inits(client, key=KEY) -> Inits:
     """A linen client (``model(namespace)``, ``batch() -> (inputs, targets)``,
-    ``loss(model, variables, inputs, targets)``, ``ORTHOGONAL``) initialized every way."""
+    ``loss(model, variables, inputs, targets)``, optional ``ORTHOGONAL`` and ``CHECK_QR``)
+    initialized every way."""
     inputs, targets = client.batch()
 
     def eager(namespace):
@@ -122,7 +123,7 @@ def linen_inits(client, key=KEY) -> Inits:
         lambda k: nn.meta.unbox(model.init(k, *inputs)),
         lambda p, v: client.loss(model, {**v, "params": p}, inputs, targets), key)
     return Inits(eager(FLAX), eager(jaxinit), jitted, losses,
-                 eager(JAXINIT_QR) if getattr(client, "ORTHOGONAL", None) else None)
+                 eager(JAXINIT_QR) if getattr(client, "CHECK_QR", False) else None)
 
 
 def _nnx_pure(params, rest) -> dict:
@@ -136,7 +137,8 @@ def nnx_eager(client, namespace, seed: int = 0) -> dict:
 
 def nnx_inits(client, seed: int = 0) -> Inits:
     """An nnx client (``model(namespace, rngs)``, ``batch() -> (inputs, targets)``,
-    ``loss(model, inputs, targets)``, ``ORTHOGONAL``) initialized every way."""
+    ``loss(model, inputs, targets)``, optional ``ORTHOGONAL`` and ``CHECK_QR``) initialized
+    every way."""
     inputs, targets = client.batch()
     graphdef = nnx.split(client.model(jaxinit, nnx.Rngs(seed)), nnx.Param, ...)[0]
 
@@ -149,6 +151,6 @@ def nnx_inits(client, seed: int = 0) -> Inits:
         return client.loss(net, inputs, targets)
 
     jitted, losses = init_and_train(init_fn, loss_fn, jax.random.key(seed))
-    qr = nnx_eager(client, JAXINIT_QR, seed) if getattr(client, "ORTHOGONAL", None) else None
+    qr = nnx_eager(client, JAXINIT_QR, seed) if getattr(client, "CHECK_QR", False) else None
     return Inits(nnx_eager(client, FLAX, seed), nnx_eager(client, jaxinit, seed),
                  _nnx_pure(jitted["params"], jitted["rest"]), losses, qr)

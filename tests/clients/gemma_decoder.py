@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-VOCAB, LENGTH, EMBED, HEADS, HEAD_DIM, HIDDEN, LAYERS = 32, 8, 16, 2, 8, 32, 1
+VOCAB, LENGTH, EMBED, HEADS, HEAD_DIM, HIDDEN, LAYERS = 16, 8, 16, 1, 16, 16, 1
 
 
 class RMSNorm(nnx.Module):

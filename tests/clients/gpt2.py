@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-VOCAB, CONTEXT, EMBED, HEADS, LAYERS = 32, 8, 16, 2, 2
+VOCAB, CONTEXT, EMBED, HEADS, LAYERS, LENGTH = 16, 16, 16, 2, 2, 8
 
 
 class Block(nn.Module):
@@ -56,7 +56,7 @@ def model(inits) -> GPT2:
 
 
 def batch():
-    tokens = jax.random.randint(jax.random.key(1), (2, CONTEXT + 1), 0, VOCAB)
+    tokens = jax.random.randint(jax.random.key(1), (2, LENGTH + 1), 0, VOCAB)
     return (tokens[:, :-1],), tokens[:, 1:]
 
 

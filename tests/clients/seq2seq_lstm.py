@@ -9,7 +9,7 @@ import jax
 import optax
 from flax import linen as nn
 
-VOCAB, HIDDEN, IN_LEN, OUT_LEN = 12, 16, 5, 4
+VOCAB, HIDDEN, IN_LEN, OUT_LEN = 16, 16, 5, 4
 # The recurrent kernels of linen's LSTMCell (one (h, h) kernel per gate): orthogonal().
 ORTHOGONAL = {r"\['h[ifgo]'\]\['kernel'\]": 1.0}
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-VOCAB, EMBED, HIDDEN, LENGTH, CLASSES = 20, 8, 16, 6, 2
+VOCAB, EMBED, HIDDEN, LENGTH, CLASSES = 16, 16, 16, 6, 2
 ORTHOGONAL = {r"\['h[ifgo]'\]\['kernel'\]": 1.0}
 
 
