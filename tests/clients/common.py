@@ -127,7 +127,7 @@ def linen_inits(client, key=KEY) -> Inits:
 
 
 def _nnx_pure(params, rest) -> dict:
-    return {"params": params.to_pure_dict(), "rest": rest.to_pure_dict()}
+    return {"params": nnx.to_pure_dict(params), "rest": nnx.to_pure_dict(rest)}
 
 
 def nnx_eager(client, namespace, seed: int = 0) -> dict:

@@ -1,7 +1,7 @@
 """A decoder-only language model in the style of Flax's LM1B example: a config carrying the
 kernel/bias initializers (``xavier_uniform()``, ``normal(1e-6)``), every parameter wrapped
 in ``nn.with_logical_partitioning``, fixed sinusoidal position embeddings, pre-LayerNorm
-blocks of ``nn.SelfAttention`` and an MLP.
+blocks of self-attention and an MLP.
 
 Widths are equal so that kernels share shapes: every distinct (sampler, shape) costs a
 compilation, eager and jitted."""
@@ -20,22 +20,22 @@ VOCAB, LENGTH = 16, 8
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    init: Any  # the initializer namespace
+    inits: Any  # the initializer namespace
     emb_dim: int = 16
     num_heads: int = 2
     mlp_dim: int = 16
     num_layers: int = 1
 
     def kernel(self, *axes):
-        return nn.with_logical_partitioning(self.init.xavier_uniform(), axes)
+        return nn.with_logical_partitioning(self.inits.xavier_uniform(), axes)
 
     def bias(self, *axes):
-        return nn.with_logical_partitioning(self.init.normal(stddev=1e-6), axes)
+        return nn.with_logical_partitioning(self.inits.normal(stddev=1e-6), axes)
 
     def layer_norm(self, **kwargs):
         return nn.LayerNorm(
-            scale_init=nn.with_logical_partitioning(self.init.ones, ("embed",)),
-            bias_init=nn.with_logical_partitioning(self.init.zeros, ("embed",)), **kwargs)
+            scale_init=nn.with_logical_partitioning(self.inits.ones, ("embed",)),
+            bias_init=nn.with_logical_partitioning(self.inits.zeros, ("embed",)), **kwargs)
 
 
 def sinusoidal(length: int, dim: int) -> jax.Array:
@@ -52,9 +52,10 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x, mask):
         c = self.config
-        y = nn.SelfAttention(num_heads=c.num_heads, kernel_init=c.kernel("embed", "kv"),
-                             bias_init=c.bias("embed"), use_bias=False,
-                             deterministic=True)(c.layer_norm()(x), mask)
+        y = nn.MultiHeadDotProductAttention(
+            num_heads=c.num_heads, kernel_init=c.kernel("embed", "kv"),
+            bias_init=c.bias("embed"), use_bias=False, deterministic=True)(
+                c.layer_norm()(x), mask=mask)
         x = x + y
         y = nn.Dense(c.mlp_dim, kernel_init=c.kernel("embed", "mlp"),
                      bias_init=c.bias("mlp"))(c.layer_norm()(x))
@@ -72,7 +73,7 @@ class TransformerLM(nn.Module):
         mask = nn.combine_masks(nn.make_attention_mask(tokens > 0, tokens > 0),
                                 nn.make_causal_mask(tokens))
         embed = nn.Embed(VOCAB, c.emb_dim, embedding_init=nn.with_logical_partitioning(
-            c.init.normal(stddev=1.0), ("vocab", "embed")))
+            c.inits.normal(stddev=1.0), ("vocab", "embed")))
         shifted = jnp.pad(tokens, ((0, 0), (1, 0)))[:, :-1]
         y = embed(shifted) + sinusoidal(tokens.shape[1], c.emb_dim)
         for i in range(c.num_layers):

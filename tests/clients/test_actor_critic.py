@@ -18,7 +18,7 @@ from .common import assert_client, linen_inits
 
 pytestmark = pytest.mark.timeout(180)
 # A hang in the subprocess must fail the test well before pytest's own timeout.
-SUBPROCESS_TIMEOUT_S = 120
+SUBPROCESS_TIMEOUT_S = 90
 
 
 @pytest.fixture(scope="module", autouse=True)
