@@ -3,15 +3,13 @@
 Every jaxinit initializer accepts ``out_sharding`` (a
 :class:`jax.sharding.NamedSharding`, or a :class:`jax.sharding.PartitionSpec`
 resolved against the mesh set with ``jax.set_mesh``). The result is the array
-the initializer returns without ``out_sharding`` under ``jax.jit`` -- bit for
+the initializer returns without ``out_sharding`` -- bit for
 bit, whatever the mesh and the partition spec -- laid out with that sharding.
 It is produced by JAX's SPMD partitioner: the initializer's computation is
 compiled with the requested output sharding, so each device runs the part of
 the computation that makes its shard and no device holds the whole array.
-(Compared with an *eager* unsharded call, a scheme that scales its samples
-may differ in the last bit: XLA may fuse and reorder the scaling in a
-compiled program; eager and jitted ``jax.nn.initializers.normal`` differ the
-same way.)
+(The unsharded values themselves are the same eagerly and under ``jax.jit``:
+see :func:`jaxinit.contract.scale_samples` and :func:`jaxinit.contract.runtime_value`.)
 
 Why the values do not depend on the mesh: JAX's threefry random bits are a
 pure function of the key and of each element's position in the *logical*
