@@ -5,25 +5,20 @@ connected to k = 15 randomly chosen inputs, the other weights are zero. The
 total input of a unit then does not grow with the size of the layer below, so
 units saturate less, and their responses stay diverse.
 
-The sampler works on a ``(G, F, O)`` array: ``F`` the fan-in, and one unit per
-``(g, o)`` (``G`` the batch, ``O`` the output positions), so that a unit's
-weights lie along the middle axis and every step is vectorized over the units
-without mixing them (sharding along the units needs no communication). It
-picks the positions of each unit's k non-zeros in one of three ways, all exact
-(every k-subset equally likely), by cost:
+How it is sampled. The weight is viewed as ``(G, F, O)``: ``F`` the fan-in and
+one unit per ``(g, o)``. Every step is vectorized over the units and never
+mixes two of them, so sharding along the units needs no communication. The
+inputs each unit keeps are a bit set of ``ceil(F/32)`` words, drawn exactly
+(every k-subset equally likely) in one of two ways:
 
-* ``"kept"`` / ``"zeros"``: Floyd's subset algorithm on the smaller of the kept
-  and zeroed sets (m = min(k, F - k) steps, each one gather and one scatter per
-  unit into a bit set of the unit's inputs);
-* ``"keys"``: every weight gets a random key of b = ceil(log2 F) - 3 bits (the
-  low bits of its normal draw, which the float conversion leaves unused); a
-  bitwise binary search (b counting passes) finds each unit's k-th smallest key
-  t; the keys below t are kept, and among the keys equal to t (about 4 to 8
-  per unit) a uniform subset of the right size is drawn by Floyd's algorithm.
+* Floyd's subset algorithm on the smaller of the kept and zeroed sets
+  (m = min(k, F - k) <= F/4 steps, each one gather and one scatter per unit);
+* random keys: every input gets a key of b = ceil(log2 F) - 3 bits, a bitwise
+  binary search (b counting passes) finds each unit's k-th smallest key t,
+  the inputs with keys below t are kept, and among those equal to t (4 to 8 on
+  average) a uniform subset of the right size is drawn by Floyd's algorithm.
 
-Random words come two per threefry block (both halves of the 64-bit output,
-where ``jax.random.bits`` keeps their xor), so the values cost half the hashing
-of a ``jax.random.normal`` draw of the same shape.
+A last pass draws the N(0, stddev²) values and keeps those the bit set names.
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.random import threefry2x32_p
 
 from jaxinit.contract import initializer
 from jaxinit.core import (
@@ -53,7 +47,12 @@ from jaxinit.fans import fan_axes
 __all__ = ["nonzero_count", "sparse"]
 
 _NAME = "jaxinit.sparse"
-_TIE_BITS = 64  # a unit's tied keys are chosen among by a 64-bit set (two words)
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_TAG = 0x73706172  # the first counter word of the sub-keys: b"spar"
+_VALUES, _POSITIONS, _KEYS, _TIES = range(4)  # independent random streams
+_TIE_BITS = 64  # the ties of a unit are chosen among by a 64-bit set (two words)
+
+Stream = tuple[Array, Array] | Array  # a threefry key's two words, or a key of another kind
 
 
 def _check_fraction(arg_name: str, value: float) -> float:
@@ -62,31 +61,88 @@ def _check_fraction(arg_name: str, value: float) -> float:
         raise ValueError(f"{_NAME}: {arg_name}={value!r} is outside (0, 1); accepted: 0 < f < 1.")
     return fraction
 
+
 # ----------------------------------------------------------------------------- random words
 
 
-def _typed_key(key: Array) -> Array:
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.wrap_key_data(key)
+def _threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+    """The Threefry-2x32 block function, 20 rounds (Salmon et al. 2011, "Parallel random
+    numbers: as easy as 1, 2, 3"), bit-identical to JAX's ``threefry2x32``.
 
-
-def _words(key: Array, shape: tuple[int, int, int]) -> tuple[Array, Array]:
-    """Two independent arrays of uniform uint32 words of a ``(G, F, O)`` shape.
-
-    For threefry keys, the two halves of the block whose counter is
-    ``(f, g·O + o)``: a pure function of each element's logical position, so
-    the partitioner splits it along any axis without communication.
+    Written as elementwise operations, so that XLA fuses it with the counters and with
+    what consumes the words; JAX's CPU lowering is a loop over whole arrays that writes
+    and reads them back five times (a third of the speed).
     """
+    k2 = k0 ^ k1 ^ np.uint32(0x1BD11BDA)
+    schedule = (k0, k1, k2)
+    x0, x1 = x0 + k0, x1 + k1
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
+        x0 = x0 + schedule[(i + 1) % 3]
+        x1 = x1 + schedule[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def _root(key: Array) -> Stream:
+    """A threefry key's two words (hashed here), or any other key as a typed key."""
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
     if str(jax.random.key_impl(key)) != "threefry2x32":
-        bits = jax.random.bits(key, (2, *shape), jnp.uint32)
-        return bits[0], bits[1]
+        return key
     data = jax.random.key_data(key)
-    position = jax.lax.broadcasted_iota(jnp.uint32, shape, 1)
-    unit = (jax.lax.broadcasted_iota(jnp.uint32, shape, 0) * np.uint32(shape[2])
-            + jax.lax.broadcasted_iota(jnp.uint32, shape, 2))
-    first, second = threefry2x32_p.bind(data[0], data[1], position, unit)
-    return first, second
+    return data[0], data[1]
+
+
+def _substream(stream: Stream, index: int) -> Stream:
+    """An independent random stream (the role of ``jax.random.fold_in``)."""
+    if not isinstance(stream, tuple):
+        return jax.random.fold_in(stream, index)
+    return _threefry2x32(stream[0], stream[1], jnp.uint32(_TAG), jnp.uint32(index))
+
+
+def _words(stream: Stream, shape: tuple[int, int, int], axis: int, offset: Array | int = 0
+           ) -> tuple[Array, Array]:
+    """Two independent arrays of uniform uint32 words of ``shape``, whose ``axis`` counts
+    positions from ``offset`` and whose two other axes are ``(g, o)`` of the units.
+
+    For threefry, the two halves of the block whose counter is ``(position, g·O + o)``
+    (``jax.random.bits`` keeps only their xor, at the same cost): a pure function of each
+    element's logical position, so the partitioner splits it along any axis without
+    communication. Assumes fewer than 2³² units and positions.
+    """
+    if not isinstance(stream, tuple):  # other key kinds: any layout, no offsets
+        bits = jax.random.bits(stream, (2, *shape), jnp.uint32)
+        return bits[0], bits[1]
+    position = (jax.lax.broadcasted_iota(jnp.uint32, shape, axis)
+                + jnp.asarray(offset).astype(jnp.uint32))
+    g_axis, o_axis = (a for a in range(3) if a != axis)
+    unit = (jax.lax.broadcasted_iota(jnp.uint32, shape, g_axis) * np.uint32(shape[o_axis])
+            + jax.lax.broadcasted_iota(jnp.uint32, shape, o_axis))
+    return _threefry2x32(stream[0], stream[1], position, unit)
+
+
+def _stored_words(stream: Stream, shape: tuple[int, int, int], axis: int) -> Array:
+    """The first array of :func:`_words`, written to memory once (in two chunks of
+    ``axis`` by a loop).
+
+    Words read by several passes must come from memory: XLA fuses the hash, a chain of
+    cheap integer operations, into every pass that reads its result, recomputing it each
+    time, and the operand of a loop is computed once.
+    """
+    if not isinstance(stream, tuple):  # jax.random.bits is computed once anyway
+        return _words(stream, shape, axis)[0]
+    size = -(-shape[axis] // 2)
+    chunk_shape = tuple(size if a == axis else d for a, d in enumerate(shape))
+
+    def chunk(c: Array, buffer: Array) -> Array:
+        words, _ = _words(stream, chunk_shape, axis, c * size)  # type: ignore[arg-type]
+        return jax.lax.dynamic_update_slice_in_dim(buffer, words, c * size, axis)
+
+    padded = tuple(2 * size if a == axis else d for a, d in enumerate(shape))
+    buffer = jax.lax.fori_loop(0, 2, chunk, jnp.zeros(padded, jnp.uint32))
+    return jax.lax.slice_in_dim(buffer, 0, shape[axis], axis=axis)
 
 
 def _mulhi(a: Array, b: Array) -> Array:
@@ -100,167 +156,189 @@ def _mulhi(a: Array, b: Array) -> Array:
 
 
 def _uniform_below(hi: Array, lo: Array, bound: Array) -> Array:
-    """``floor(x · bound / 2⁶⁴)`` for the 64-bit word ``x = hi·2³² + lo``: uniform on
-    ``[0, bound)`` up to 2⁻⁶⁴ per value (total variation <= bound / 2⁶⁵), as int32."""
+    """``floor(x · bound / 2⁶⁴)`` for the 64-bit word ``x = hi·2³² + lo``, as int32: uniform
+    on ``[0, bound)`` but for 2⁻⁶⁴ per value (total variation below ``bound / 2⁶⁵``)."""
     bound = bound.astype(jnp.uint32)
-    top_low = hi * bound  # wraps: the low word of hi·bound
+    top_low = hi * bound  # the low word of hi·bound (wraps)
     carry = (top_low + _mulhi(lo, bound)) < top_low
     return (_mulhi(hi, bound) + carry.astype(jnp.uint32)).astype(jnp.int32)
 
 
-def _normals(key: Array, shape: tuple[int, int, int], dtype: np.dtype, scale: Array
-             ) -> tuple[Array, Array, int]:
-    """``(z, free, bits)``: N(0, stddev²) values of ``shape`` and, per value, the ``bits`` low
-    bits of its random word that the conversion does not use (independent of ``z``).
+def _normal(stream: Stream, shape: tuple[int, int, int], dtype: np.dtype, scale: Array
+            ) -> Array:
+    """N(0, scale²/2) values of ``(G, F, O)``: one threefry block each, erf_inv of a uniform
+    from the top 23 bits of a word (float32, as ``jax.random.normal``) or 52 of two.
 
     ``scale = √2·stddev`` (rounded once from float64) is one runtime multiplication, so no
     constant can be folded into it differently eager, under ``jax.jit`` or sharded.
     """
-    g, f, o = shape
-    if dtype == np.float64:  # one 64-bit block per value: 52 mantissa bits, 12 free
-        hi, lo = _words(key, shape)
+    hi, lo = _words(stream, shape, 1)
+    if dtype == np.float64:
+        steps = 52
         mantissa = (hi.astype(jnp.uint64) << 20) | (lo >> 12).astype(jnp.uint64)
-        steps, free, bits = 52, lo & 0xFFF, 12
-        odd = (mantissa << 1) | 1
-    else:  # two float32 values per block (23 mantissa bits each, 9 free)
-        first, second = _words(key, (g, (f + 1) // 2, o))
-        word = jnp.concatenate([first, second], axis=1)[:, :f]
-        steps, free, bits = 23, word & 0x1FF, 9
-        odd = ((word >> 9) << 1) | 1
+    else:
+        steps, mantissa = 23, hi >> 9
     # u = (2m + 1)/2^steps - 1 for the mantissa m: symmetric, never ±1, so erf_inv is finite.
-    signed = odd.astype(jnp.int64 if dtype == np.float64 else jnp.int32) - (1 << steps)
+    signed = ((mantissa << 1) | 1).astype(jnp.int64 if steps == 52 else jnp.int32) - (1 << steps)
     u = signed.astype(dtype) * dtype.type(2.0 ** -steps)
-    return jax.lax.erf_inv(u) * scale, free, bits
+    return jax.lax.erf_inv(u) * scale
 
 
 # ----------------------------------------------------------------------------- bit sets
 
 
-def _along_f(dims: tuple[int, ...]) -> tuple[jax.lax.GatherDimensionNumbers,
-                                             jax.lax.ScatterDimensionNumbers]:
-    """One element per unit along axis 1 of a ``(G, W, O)`` array, units as batch dims."""
-    del dims
-    gather = jax.lax.GatherDimensionNumbers(
-        offset_dims=(), collapsed_slice_dims=(1,), start_index_map=(1,),
-        operand_batching_dims=(0, 2), start_indices_batching_dims=(0, 1))
-    scatter = jax.lax.ScatterDimensionNumbers(
-        update_window_dims=(), inserted_window_dims=(1,), scatter_dims_to_operand_dims=(1,),
-        operand_batching_dims=(0, 2), scatter_indices_batching_dims=(0, 1))
-    return gather, scatter
-
-
-def _get(words: Array, index: Array) -> Array:
-    gather, _ = _along_f(words.shape)
-    return jax.lax.gather(words, index[..., None], gather, (1, 1, 1),
+def _get(words: Array, index: Array, axis: int) -> Array:
+    """``words[..., index, ...]`` along ``axis`` of a 3-d array, one element per unit."""
+    batch = tuple(a for a in range(3) if a != axis)
+    numbers = jax.lax.GatherDimensionNumbers(
+        offset_dims=(), collapsed_slice_dims=(axis,), start_index_map=(axis,),
+        operand_batching_dims=batch, start_indices_batching_dims=(0, 1))
+    return jax.lax.gather(words, index[..., None], numbers, (1, 1, 1),
                           mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
 
 
-def _put(words: Array, index: Array, values: Array) -> Array:
-    _, scatter = _along_f(words.shape)
-    return jax.lax.scatter(words, index[..., None], values, scatter, indices_are_sorted=True,
-                           unique_indices=True,
+def _put(words: Array, index: Array, values: Array, axis: int) -> Array:
+    """``words`` with ``values`` written at ``index`` along ``axis``, one element per unit."""
+    batch = tuple(a for a in range(3) if a != axis)
+    numbers = jax.lax.ScatterDimensionNumbers(
+        update_window_dims=(), inserted_window_dims=(axis,), scatter_dims_to_operand_dims=(axis,),
+        operand_batching_dims=batch, scatter_indices_batching_dims=(0, 1))
+    return jax.lax.scatter(words, index[..., None], values, numbers, unique_indices=True,
                            mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
 
 
-def _floyd(key: Array, n: Array | int, m: Array | int, steps: int, num_words: int,
+def _floyd(stream: Stream, n: Array | int, m: Array | int, steps: int, num_words: int,
            units: tuple[int, int]) -> tuple[Array, Array]:
-    """A uniform m-subset of ``[0, n)`` per unit, as a bit set ``(G, num_words, O)`` and the
-    ``(G, steps, O)`` chosen elements (the first ``steps - m`` are unused).
+    """A uniform m-subset of ``[0, n)`` per unit: ``(bits, chosen)``, the bit set
+    ``(G, num_words, O)`` and the elements ``(G, steps, O)`` (the first ``steps - m`` unused).
 
-    Floyd's algorithm: for ``j = n - m, …, n - 1`` draw ``x`` uniform on ``[0, j]`` and add
-    ``x``, or ``j`` if ``x`` is already in. Run as ``steps >= max(m)`` steps, step ``i``
-    doing ``j = n - steps + i`` for the units with ``i >= steps - m``.
+    Floyd's algorithm: for ``j = n - m, …, n - 1`` draw ``x`` uniform on ``[0, j]`` and
+    add ``x``, or ``j`` if ``x`` is in already. Run as ``steps >= max(m)`` steps, step
+    ``i`` doing ``j = n - steps + i`` for the units with ``i >= steps - m``.
     """
     g, o = units
-    hi, lo = _words(key, (g, steps, o))
-    step_index = jax.lax.broadcasted_iota(jnp.int32, (1, steps, 1), 1)
-    top = jnp.broadcast_to(n - steps + step_index, (g, steps, o))
-    active = jnp.broadcast_to(step_index >= steps - m, (g, steps, o))
+    hi, lo = _words(stream, (g, steps, o), 1)
+    step = jax.lax.broadcasted_iota(jnp.int32, (1, steps, 1), 1)
+    top = jnp.broadcast_to(n - steps + step, (g, steps, o))
+    active = jnp.broadcast_to(step >= steps - m, (g, steps, o))
     draws = jnp.where(active, _uniform_below(hi, lo, jnp.maximum(top + 1, 1)), 0)
 
-    def step(i: Array, state: tuple[Array, Array]) -> tuple[Array, Array]:
+    def add(i: Array, state: tuple[Array, Array]) -> tuple[Array, Array]:
         bits, chosen = state
         x, j, on = draws[:, i], top[:, i], active[:, i]
-        taken = (_get(bits, x >> 5) >> (x & 31).astype(jnp.uint32)) & 1
+        taken = (_get(bits, x >> 5, 1) >> (x & 31).astype(jnp.uint32)) & 1
         c = jnp.where(on, jnp.where(taken == 1, j, x), 0)
         new_bit = jnp.where(on, jnp.uint32(1) << (c & 31).astype(jnp.uint32), 0)
-        bits = _put(bits, c >> 5, _get(bits, c >> 5) | new_bit)
+        bits = _put(bits, c >> 5, _get(bits, c >> 5, 1) | new_bit, 1)
         return bits, jax.lax.dynamic_update_index_in_dim(chosen, c, i, 1)
 
     start = (jnp.zeros((g, num_words, o), jnp.uint32), jnp.zeros((g, steps, o), jnp.int32))
-    return jax.lax.fori_loop(0, steps, step, start)
+    return jax.lax.fori_loop(0, steps, add, start)
+
+
+def _pack(mask: Array) -> Array:
+    """``(G, O, F)`` bools -> ``(G, O, ceil(F/32))`` uint32 bit sets (bit i of word w is
+    input 32w + i), reducing the last axis, which XLA does fast."""
+    g, o, f = mask.shape
+    w = -(-f // 32)
+    padded = jnp.pad(mask, ((0, 0), (0, 0), (0, 32 * w - f))).reshape(g, o, w, 32)
+    shift = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 32), 3)
+    return jax.lax.reduce(padded.astype(jnp.uint32) << shift, np.uint32(0),
+                          jax.lax.bitwise_or, (3,))
 
 
 def _unpack(bits: Array, f: int) -> Array:
-    """``(G, W, O)`` bit sets -> ``(G, f, O)`` bools (bit ``i`` of word ``w`` is input 32w+i)."""
+    """``(G, W, O)`` bit sets -> ``(G, f, O)`` bools."""
     g, w, o = bits.shape
     shift = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 32, 1), 2)
     return (((bits[:, :, None, :] >> shift) & 1) == 1).reshape(g, 32 * w, o)[:, :f]
 
 
-def _pack(mask: Array) -> Array:
-    """``(G, F, O)`` bools -> ``(G, ceil(F/32), O)`` uint32 bit sets."""
-    g, f, o = mask.shape
-    w = -(-f // 32)
-    padded = jnp.pad(mask, ((0, 0), (0, 32 * w - f), (0, 0))).reshape(g, w, 32, o)
-    shift = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 32, 1), 2)
-    return jnp.sum(padded.astype(jnp.uint32) << shift, axis=2, dtype=jnp.uint32)
-
-
-# ----------------------------------------------------------------------------- samplers
+# ----------------------------------------------------------------------------- random keys
 
 
 def _key_bits(f: int) -> int:
-    # 2^b >= F/8: at most 8 keys per value on average, so a tie set above 64 has probability
-    # below 2^-100 (Chernoff bound on Binomial(F, 2^-b), over the 2^b values).
     return max(1, math.ceil(math.log2(f)) - 3)
 
 
+def _keys(stream: Stream, units: tuple[int, int], f: int, bits: int) -> Array:
+    """``(G, O, F)`` uniform keys of ``bits`` bits, units-major: ``32 // bits`` per stored
+    word, so the hashing is a fraction of a pass, and the passes over the keys reduce
+    along the last axis, which XLA does fast."""
+    g, o = units
+    per_word = 32 // bits
+    words = _stored_words(stream, (g, o, -(-f // per_word)), 2)
+    shift = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 1, per_word), 3) * np.uint32(bits)
+    keys = (words[..., None] >> shift) & np.uint32((1 << bits) - 1)
+    kind = jnp.uint8 if bits <= 8 else jnp.uint16 if bits <= 16 else jnp.uint32
+    return keys.reshape(g, o, -1)[:, :, :f].astype(kind)
+
+
+def _count_below(keys: Array, limit: Array) -> Array:
+    """``sum(keys < limit)`` along the last axis, as ``(G, O, 1)`` int32."""
+    g, o, f = keys.shape
+    w = -(-f // 32)
+    below = jnp.pad(keys < limit, ((0, 0), (0, 0), (0, 32 * w - f))).reshape(g, o, w, 32)
+    # int8 sums of 32 then int32: measured several times faster than int32 throughout.
+    return jnp.sum(jnp.sum(below, axis=3, dtype=jnp.int8), axis=2, keepdims=True,
+                   dtype=jnp.int32)
+
+
 def _kth_smallest(keys: Array, k: int, bits: int) -> tuple[Array, Array]:
-    """Per unit, ``t`` = the k-th smallest key and ``count(keys < t)``, as ``(G, 1, O)``."""
-    t = jnp.zeros((keys.shape[0], 1, keys.shape[2]), jnp.int32)
-    below = jnp.zeros_like(t)
-    for b in reversed(range(bits)):  # t = the largest value with fewer than k keys below
-        candidate = t + (1 << b)
-        count = jnp.sum(keys < candidate.astype(keys.dtype), axis=1, keepdims=True,
-                        dtype=jnp.int32)
+    """Per unit, ``t`` = the k-th smallest key and ``count(keys < t)``, as ``(G, O, 1)``:
+    ``t`` is the largest value with fewer than k keys below it, found bit by bit."""
+
+    def bit(i: Array, state: tuple[Array, Array]) -> tuple[Array, Array]:
+        t, below = state
+        candidate = t + (jnp.uint32(1) << (bits - 1 - i).astype(jnp.uint32))
+        count = _count_below(keys, candidate.astype(keys.dtype))
         fewer = count < k
-        t, below = jnp.where(fewer, candidate, t), jnp.where(fewer, count, below)
-    return t, below
+        return jnp.where(fewer, candidate, t), jnp.where(fewer, count, below)
+
+    g, o, _ = keys.shape
+    start = (jnp.zeros((g, o, 1), jnp.uint32), jnp.zeros((g, o, 1), jnp.int32))
+    t, below = jax.lax.fori_loop(0, bits, bit, start)
+    return t.astype(keys.dtype), below
 
 
-def _keep_by_keys(key: Array, free: Array, free_bits: int, k: int) -> Array:
-    g, f, o = free.shape
+def _kept_by_keys(root: Stream, units: tuple[int, int], f: int, k: int) -> Array:
+    """``(G, O, ceil(F/32))`` bit sets of the k inputs of each unit with the smallest keys,
+    ties at the k-th broken by a uniform subset: each k-subset equally likely.
+
+    With ``2^bits >= F/8`` a key value has at most 8 inputs on average, and more than 64
+    tied inputs has probability below 2⁻¹⁰⁰ (Chernoff bound on Binomial(F, 2^-bits),
+    times the 2^bits values); such a unit keeps its first tied inputs instead.
+    """
+    g, o = units
     bits = _key_bits(f)
-    key_ties, key_extra = jax.random.split(key)
-    if bits <= free_bits:
-        keys = free >> (free_bits - bits)
-    else:  # fan-ins above 2^(free_bits+3): the missing low bits from extra words
-        extra, _ = _words(key_extra, free.shape)
-        keys = (free << (bits - free_bits)) | (extra >> (32 - bits + free_bits))
-    keys = keys.astype(jnp.uint16 if bits <= 16 else jnp.uint32)
+    keys = _keys(_substream(root, _KEYS), units, f, bits)
     t, below = _kth_smallest(keys, k, bits)
-    tie = keys == t.astype(keys.dtype)
-    tie_words = _pack(tie)
+    below_words, tie_words = _pack(keys < t), _pack(keys == t)
     per_word = jax.lax.population_count(tie_words).astype(jnp.int32)
-    ties = jnp.sum(per_word, axis=1, keepdims=True)
+    ties = jnp.sum(per_word, axis=2, keepdims=True)
     needed = k - below  # >= 1, <= ties
-    subset, _ = _floyd(key_ties, ties, needed, _TIE_BITS, _TIE_BITS // 32, (g, o))
-    # rank of each tied input among its unit's ties: ties in earlier words, then earlier bits
-    earlier = jnp.cumsum(per_word, axis=1) - per_word
-    shift = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 32, 1), 2)
-    low_bits = tie_words[:, :, None, :] & ((jnp.uint32(1) << shift) - 1)
-    rank = (earlier[:, :, None, :] + jax.lax.population_count(low_bits).astype(jnp.int32)
-            ).reshape(g, -1, o)[:, :f]
-    word = jnp.where(rank < 32, subset[:, :1], subset[:, 1:2])
-    in_subset = ((word >> (rank & 31).astype(jnp.uint32)) & 1) == 1
-    # A unit with more than 64 ties (probability < 2^-100) keeps its first ones instead.
-    chosen_tie = jnp.where(ties <= _TIE_BITS, in_subset, rank < needed)
-    return (keys < t.astype(keys.dtype)) | (tie & chosen_tie)
+    subset, _ = _floyd(_substream(root, _TIES), ties[:, None, :, 0], needed[:, None, :, 0],
+                       _TIE_BITS, _TIE_BITS // 32, (g, o))
+    # Bit i of word w, if tied, has rank (ties in earlier words) + (ties in earlier bits).
+    shift = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 32), 3)
+    words = tie_words[..., None]
+    earlier_bits = jax.lax.population_count(words & ((jnp.uint32(1) << shift) - 1))
+    rank = ((jnp.cumsum(per_word, axis=2) - per_word)[..., None]
+            + earlier_bits.astype(jnp.int32))
+    subset_word = jnp.where(rank < 32, subset[:, 0, :, None, None], subset[:, 1, :, None, None])
+    in_subset = (subset_word >> (rank & 31).astype(jnp.uint32)) & 1
+    chosen = jnp.where(ties[..., None] <= _TIE_BITS, in_subset,
+                       (rank < needed[..., None]).astype(jnp.uint32))
+    chosen_words = jax.lax.reduce((chosen & (words >> shift)) << shift, np.uint32(0),
+                                  jax.lax.bitwise_or, (3,))
+    return below_words | chosen_words
+
+
+# ----------------------------------------------------------------------------- assembly
 
 
 def _uses_floyd(n: int, m: int) -> bool:
-    # Floyd takes m sequential steps over the units; the keys take ~log2(n) passes over
+    # Floyd takes m sequential steps over the units, the keys about log2(n) passes over
     # the whole array (measured crossover on a 2-core CPU, 4096 x 4096: m ~ n/4).
     return 4 * m <= n
 
@@ -279,22 +357,24 @@ def _sparse_matrix(key: Array, units: tuple[int, int], f: int, k: int, dtype: np
                    method: str, scale: Array) -> Array:
     """``(G, f, O)``: exactly k N(0, scale²/2) entries along axis 1 per unit, uniformly placed."""
     g, o = units
-    key_values, key_positions = jax.random.split(_typed_key(key))
+    root = _root(key)
+    values, positions = _substream(root, _VALUES), _substream(root, _POSITIONS)
+    num_words = -(-f // 32)
     if method == "kept":  # only k values, put at the chosen inputs
-        _, inputs = _floyd(key_positions, f, k, k, -(-f // 32), units)
-        values, _, _ = _normals(key_values, (g, k, o), dtype, scale)
+        _, inputs = _floyd(positions, f, k, k, num_words, units)
+        nonzeros = _normal(values, (g, k, o), dtype, scale)
         rows = jax.lax.broadcasted_iota(jnp.int32, (g, k, o), 0)
         cols = jax.lax.broadcasted_iota(jnp.int32, (g, k, o), 2)
         return jnp.zeros((g, f, o), dtype).at[rows, inputs, cols].set(
-            values, unique_indices=True)
-    z, free, free_bits = _normals(key_values, (g, f, o), dtype, scale)
+            nonzeros, unique_indices=True)
+    z = _normal(values, (g, f, o), dtype, scale)
     if method == "dense":
         return z
     if method == "zeros":
-        zeroed, _ = _floyd(key_positions, f, f - k, f - k, -(-f // 32), units)
+        zeroed, _ = _floyd(positions, f, f - k, f - k, num_words, units)
         keep = ~_unpack(zeroed, f)
     else:
-        keep = _keep_by_keys(key_positions, free, free_bits, k)
+        keep = _unpack(jnp.swapaxes(_kept_by_keys(root, units, f, k), 1, 2), f)
     return jnp.where(keep, z, jnp.zeros((), dtype))
 
 
@@ -321,6 +401,7 @@ def nonzero_count(
         return fan_in - math.ceil(zero_fraction * fan_in)
     assert nonzero_fraction is not None
     return int(nonzero_fraction * fan_in)
+
 
 
 def sparse(
