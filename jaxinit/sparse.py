@@ -50,7 +50,7 @@ _NAME = "jaxinit.sparse"
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _TAG = 0x73706172  # the first counter word of the sub-keys: b"spar"
 _VALUES, _POSITIONS, _KEYS, _TIES = range(4)  # independent random streams
-_TIE_BITS = 64  # the ties of a unit are chosen among by a 64-bit set (two words)
+_TIE_BITS = 128  # the ties of a unit are chosen among by a 128-bit set (four words)
 
 Stream = tuple[Array, Array] | Array  # a threefry key's two words, or a key of another kind
 
@@ -258,7 +258,8 @@ def _unpack(bits: Array, f: int) -> Array:
 
 
 def _key_bits(f: int) -> int:
-    return max(1, math.ceil(math.log2(f)) - 3)
+    # 2^b >= F/32: at most 32 inputs per key value on average.
+    return max(1, math.ceil(math.log2(f)) - 5)
 
 
 def _keys(stream: Stream, units: tuple[int, int], f: int, bits: int) -> Array:
@@ -305,8 +306,8 @@ def _kept_by_keys(root: Stream, units: tuple[int, int], f: int, k: int) -> Array
     """``(G, O, ceil(F/32))`` bit sets of the k inputs of each unit with the smallest keys,
     ties at the k-th broken by a uniform subset: each k-subset equally likely.
 
-    With ``2^bits >= F/8`` a key value has at most 8 inputs on average, and more than 64
-    tied inputs has probability below 2⁻¹⁰⁰ (Chernoff bound on Binomial(F, 2^-bits),
+    With ``2^bits >= F/32`` a key value has at most 32 inputs on average, and more than
+    128 tied inputs has probability below 2⁻¹⁰⁰ (Chernoff bound on Binomial(F, 2^-bits),
     times the 2^bits values); such a unit keeps its first tied inputs instead.
     """
     g, o = units
@@ -325,7 +326,8 @@ def _kept_by_keys(root: Stream, units: tuple[int, int], f: int, k: int) -> Array
     earlier_bits = jax.lax.population_count(words & ((jnp.uint32(1) << shift) - 1))
     rank = ((jnp.cumsum(per_word, axis=2) - per_word)[..., None]
             + earlier_bits.astype(jnp.int32))
-    subset_word = jnp.where(rank < 32, subset[:, 0, :, None, None], subset[:, 1, :, None, None])
+    subset_word = sum(jnp.where(rank >> 5 == i, subset[:, i, :, None, None], np.uint32(0))
+                      for i in range(_TIE_BITS // 32))
     in_subset = (subset_word >> (rank & 31).astype(jnp.uint32)) & 1
     chosen = jnp.where(ties[..., None] <= _TIE_BITS, in_subset,
                        (rank < needed[..., None]).astype(jnp.uint32))
