@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -102,8 +103,8 @@ def _substream(stream: Stream, index: int) -> Stream:
     return _threefry2x32(stream[0], stream[1], jnp.uint32(_TAG), jnp.uint32(index))
 
 
-def _words(stream: Stream, shape: tuple[int, int, int], axis: int, offset: Array | int = 0
-           ) -> tuple[Array, Array]:
+def _words(stream: Stream, shape: tuple[int, int, int], axis: int,
+           offset: Array | int | None = None) -> tuple[Array, Array]:
     """Two independent arrays of uniform uint32 words of ``shape``, whose ``axis`` counts
     positions from ``offset`` and whose two other axes are ``(g, o)`` of the units.
 
@@ -112,37 +113,34 @@ def _words(stream: Stream, shape: tuple[int, int, int], axis: int, offset: Array
     element's logical position, so the partitioner splits it along any axis without
     communication. Assumes fewer than 2³² units and positions.
     """
-    if not isinstance(stream, tuple):  # other key kinds: any layout, no offsets
-        bits = jax.random.bits(stream, (2, *shape), jnp.uint32)
+    if not isinstance(stream, tuple):  # other key kinds: an offset selects a stream
+        key = stream if offset is None else jax.random.fold_in(stream, offset)
+        bits = jax.random.bits(key, (2, *shape), jnp.uint32)
         return bits[0], bits[1]
-    position = (jax.lax.broadcasted_iota(jnp.uint32, shape, axis)
-                + jnp.asarray(offset).astype(jnp.uint32))
+    position = jax.lax.broadcasted_iota(jnp.uint32, shape, axis)
+    if offset is not None:
+        position = position + jnp.asarray(offset).astype(jnp.uint32)
     g_axis, o_axis = (a for a in range(3) if a != axis)
     unit = (jax.lax.broadcasted_iota(jnp.uint32, shape, g_axis) * np.uint32(shape[o_axis])
             + jax.lax.broadcasted_iota(jnp.uint32, shape, o_axis))
     return _threefry2x32(stream[0], stream[1], position, unit)
 
 
-def _stored_words(stream: Stream, shape: tuple[int, int, int], axis: int) -> Array:
-    """The first array of :func:`_words`, written to memory once (in two chunks of
-    ``axis`` by a loop).
+def _in_memory(x: Array, axis: int) -> Array:
+    """``x``, copied into a buffer by a two-step loop, so that XLA computes it once.
 
-    Words read by several passes must come from memory: XLA fuses the hash, a chain of
-    cheap integer operations, into every pass that reads its result, recomputing it each
-    time, and the operand of a loop is computed once.
+    XLA fuses a chain of cheap integer operations such as the hash into every pass that
+    reads its result, recomputing it each time; the operand of a loop is computed once.
     """
-    if not isinstance(stream, tuple):  # jax.random.bits is computed once anyway
-        return _words(stream, shape, axis)[0]
-    size = -(-shape[axis] // 2)
-    chunk_shape = tuple(size if a == axis else d for a, d in enumerate(shape))
+    size = -(-x.shape[axis] // 2)
+    padded = jnp.pad(x, [(0, 2 * size - d if a == axis else 0) for a, d in enumerate(x.shape)])
 
-    def chunk(c: Array, buffer: Array) -> Array:
-        words, _ = _words(stream, chunk_shape, axis, c * size)  # type: ignore[arg-type]
-        return jax.lax.dynamic_update_slice_in_dim(buffer, words, c * size, axis)
+    def copy(c: Array, buffer: Array) -> Array:
+        part = jax.lax.dynamic_slice_in_dim(padded, c * size, size, axis)
+        return jax.lax.dynamic_update_slice_in_dim(buffer, part, c * size, axis)
 
-    padded = tuple(2 * size if a == axis else d for a, d in enumerate(shape))
-    buffer = jax.lax.fori_loop(0, 2, chunk, jnp.zeros(padded, jnp.uint32))
-    return jax.lax.slice_in_dim(buffer, 0, shape[axis], axis=axis)
+    buffer = jax.lax.fori_loop(0, 2, copy, jnp.zeros_like(padded))
+    return jax.lax.slice_in_dim(buffer, 0, x.shape[axis], axis=axis)
 
 
 def _mulhi(a: Array, b: Array) -> Array:
@@ -164,15 +162,15 @@ def _uniform_below(hi: Array, lo: Array, bound: Array) -> Array:
     return (_mulhi(hi, bound) + carry.astype(jnp.uint32)).astype(jnp.int32)
 
 
-def _normal(stream: Stream, shape: tuple[int, int, int], dtype: np.dtype, scale: Array
-            ) -> Array:
+def _normal(stream: Stream, shape: tuple[int, int, int], dtype: np.dtype, scale: Array,
+            offset: Array | int | None = None) -> Array:
     """N(0, scale²/2) values of ``(G, F, O)``: one threefry block each, erf_inv of a uniform
     from the top 23 bits of a word (float32, as ``jax.random.normal``) or 52 of two.
 
     ``scale = √2·stddev`` (rounded once from float64) is one runtime multiplication, so no
     constant can be folded into it differently eager, under ``jax.jit`` or sharded.
     """
-    hi, lo = _words(stream, shape, 1)
+    hi, lo = _words(stream, shape, 1, offset)
     if dtype == np.float64:
         steps = 52
         mantissa = (hi.astype(jnp.uint64) << 20) | (lo >> 12).astype(jnp.uint64)
@@ -207,32 +205,54 @@ def _put(words: Array, index: Array, values: Array, axis: int) -> Array:
                            mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
 
 
+Visit = Callable[[Array, Array, Array], Array]
+_FEW_WORDS = 4  # bit sets of up to 4 words per unit are read and written by selects
+
+
+def _word_index(num_words: int) -> Array:
+    return jax.lax.broadcasted_iota(jnp.int32, (1, num_words, 1), 1)
+
+
+def _word(bits: Array, index: Array) -> Array:
+    """Word ``index`` (``(G, O)``) of each unit's bit set ``(G, W, O)``: a select over few
+    words (faster to compile and run than a gather), else a gather."""
+    if bits.shape[1] <= _FEW_WORDS:
+        return jnp.sum(jnp.where(_word_index(bits.shape[1]) == index[:, None], bits, 0),
+                       axis=1, dtype=jnp.uint32)
+    return _get(bits, index, 1)
+
+
 def _floyd(stream: Stream, n: Array | int, m: Array | int, steps: int, num_words: int,
-           units: tuple[int, int]) -> tuple[Array, Array]:
-    """A uniform m-subset of ``[0, n)`` per unit: ``(bits, chosen)``, the bit set
-    ``(G, num_words, O)`` and the elements ``(G, steps, O)`` (the first ``steps - m`` unused).
+           units: tuple[int, int], visit: Visit | None = None, carry: Array | None = None
+           ) -> tuple[Array, Array | None]:
+    """A uniform m-subset of ``[0, n)`` per unit, as a bit set ``(G, num_words, O)``; with
+    ``visit``, also ``carry = visit(i, c, carry)`` for each step's added elements ``c``.
 
     Floyd's algorithm: for ``j = n - m, …, n - 1`` draw ``x`` uniform on ``[0, j]`` and
     add ``x``, or ``j`` if ``x`` is in already. Run as ``steps >= max(m)`` steps, step
     ``i`` doing ``j = n - steps + i`` for the units with ``i >= steps - m``.
     """
     g, o = units
+    # The draws in bulk: a loop body that hashes takes XLA several times longer to compile.
     hi, lo = _words(stream, (g, steps, o), 1)
-    step = jax.lax.broadcasted_iota(jnp.int32, (1, steps, 1), 1)
-    top = jnp.broadcast_to(n - steps + step, (g, steps, o))
-    active = jnp.broadcast_to(step >= steps - m, (g, steps, o))
-    draws = jnp.where(active, _uniform_below(hi, lo, jnp.maximum(top + 1, 1)), 0)
+    top = n - steps + jax.lax.broadcasted_iota(jnp.int32, (1, steps, 1), 1)
+    draws = _uniform_below(hi, lo, jnp.maximum(top + 1, 1))
 
-    def add(i: Array, state: tuple[Array, Array]) -> tuple[Array, Array]:
-        bits, chosen = state
-        x, j, on = draws[:, i], top[:, i], active[:, i]
-        taken = (_get(bits, x >> 5, 1) >> (x & 31).astype(jnp.uint32)) & 1
+    def add(i: Array, state: tuple[Array, Array | None]) -> tuple[Array, Array | None]:
+        bits, extra = state
+        j = jnp.broadcast_to(n - steps + i, (g, 1, o))[:, 0]
+        on = jnp.broadcast_to(i >= steps - m, (g, 1, o))[:, 0]
+        x = jnp.where(on, draws[:, i], 0)
+        taken = (_word(bits, x >> 5) >> (x & 31).astype(jnp.uint32)) & 1
         c = jnp.where(on, jnp.where(taken == 1, j, x), 0)
         new_bit = jnp.where(on, jnp.uint32(1) << (c & 31).astype(jnp.uint32), 0)
-        bits = _put(bits, c >> 5, _get(bits, c >> 5, 1) | new_bit, 1)
-        return bits, jax.lax.dynamic_update_index_in_dim(chosen, c, i, 1)
+        if num_words <= _FEW_WORDS:
+            bits = bits | jnp.where(_word_index(num_words) == (c >> 5)[:, None], new_bit[:, None], 0)
+        else:
+            bits = _put(bits, c >> 5, _get(bits, c >> 5, 1) | new_bit, 1)
+        return bits, None if visit is None else visit(i, c, extra)
 
-    start = (jnp.zeros((g, num_words, o), jnp.uint32), jnp.zeros((g, steps, o), jnp.int32))
+    start = (jnp.zeros((g, num_words, o), jnp.uint32), carry)
     return jax.lax.fori_loop(0, steps, add, start)
 
 
@@ -268,7 +288,7 @@ def _keys(stream: Stream, units: tuple[int, int], f: int, bits: int) -> Array:
     along the last axis, which XLA does fast."""
     g, o = units
     per_word = 32 // bits
-    words = _stored_words(stream, (g, o, -(-f // per_word)), 2)
+    words = _in_memory(_words(stream, (g, o, -(-f // per_word)), 2)[0], 2)
     shift = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 1, per_word), 3) * np.uint32(bits)
     keys = (words[..., None] >> shift) & np.uint32((1 << bits) - 1)
     kind = jnp.uint8 if bits <= 8 else jnp.uint16 if bits <= 16 else jnp.uint32
@@ -327,7 +347,7 @@ def _kept_by_keys(root: Stream, units: tuple[int, int], f: int, k: int) -> Array
     rank = ((jnp.cumsum(per_word, axis=2) - per_word)[..., None]
             + earlier_bits.astype(jnp.int32))
     subset_word = sum(jnp.where(rank >> 5 == i, subset[:, i, :, None, None], np.uint32(0))
-                      for i in range(_TIE_BITS // 32))
+                      for i in range(_TIE_BITS // 32))  # the word holding bit ``rank``
     in_subset = (subset_word >> (rank & 31).astype(jnp.uint32)) & 1
     chosen = jnp.where(ties[..., None] <= _TIE_BITS, in_subset,
                        (rank < needed[..., None]).astype(jnp.uint32))
@@ -362,13 +382,16 @@ def _sparse_matrix(key: Array, units: tuple[int, int], f: int, k: int, dtype: np
     root = _root(key)
     values, positions = _substream(root, _VALUES), _substream(root, _POSITIONS)
     num_words = -(-f // 32)
-    if method == "kept":  # only k values, put at the chosen inputs
-        _, inputs = _floyd(positions, f, k, k, num_words, units)
+    if method == "kept":  # only k values, each put at its input as Floyd chooses it
+
         nonzeros = _normal(values, (g, k, o), dtype, scale)
-        rows = jax.lax.broadcasted_iota(jnp.int32, (g, k, o), 0)
-        cols = jax.lax.broadcasted_iota(jnp.int32, (g, k, o), 2)
-        return jnp.zeros((g, f, o), dtype).at[rows, inputs, cols].set(
-            nonzeros, unique_indices=True)
+
+        def put_value(i: Array, c: Array, out: Array) -> Array:
+            return _put(out, c, nonzeros[:, i], 1)
+
+        _, w = _floyd(positions, f, k, k, num_words, units, put_value,
+                      jnp.zeros((g, f, o), dtype))
+        return w
     z = _normal(values, (g, f, o), dtype, scale)
     if method == "dense":
         return z
