@@ -44,12 +44,14 @@ IMPLS = ("jaxinit", "normal", "torch")
 def _maker(impl: str, size: int, fraction: float) -> Callable[[int], Callable[[], object]] | None:
     """``make(seed) -> call``: the call that builds one ``(size, size)`` weight."""
     shape = (size, size)
-    if impl == "jaxinit":
-        init = sparse(zero_fraction=fraction)
-        return lambda seed: lambda: jax.block_until_ready(init(jax.random.key(seed), shape))
-    if impl == "normal":
-        return lambda seed: lambda: jax.block_until_ready(
-            jax.random.normal(jax.random.key(seed), shape))
+    if impl in ("jaxinit", "normal"):
+        draw = sparse(zero_fraction=fraction) if impl == "jaxinit" else jax.random.normal
+
+        def make(seed: int) -> Callable[[], object]:
+            key = jax.block_until_ready(jax.random.key(seed))  # outside the timed call
+            return lambda: jax.block_until_ready(draw(key, shape))
+
+        return make
     try:
         import torch
     except ImportError:

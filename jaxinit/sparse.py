@@ -8,17 +8,21 @@ units saturate less, and their responses stay diverse.
 How it is sampled. The weight is viewed as ``(G, F, O)``: ``F`` the fan-in and
 one unit per ``(g, o)``. Every step is vectorized over the units and never
 mixes two of them, so sharding along the units needs no communication. The
-inputs each unit keeps are a bit set of ``ceil(F/32)`` words, drawn exactly
-(every k-subset equally likely) in one of two ways:
+inputs each unit keeps are a bit set of ``ceil(F/32)`` words, drawn in one of
+two ways, whichever is cheaper:
 
 * Floyd's subset algorithm on the smaller of the kept and zeroed sets
-  (m = min(k, F - k) <= F/4 steps, each one gather and one scatter per unit);
-* random keys: every input gets a key of b = ceil(log2 F) - 3 bits, a bitwise
+  (m = min(k, F - k) <= F/4 sequential steps, vectorized over the units);
+* random keys: every input gets a key of b = ceil(log2 F) - 5 bits, a bitwise
   binary search (b counting passes) finds each unit's k-th smallest key t,
-  the inputs with keys below t are kept, and among those equal to t (4 to 8 on
-  average) a uniform subset of the right size is drawn by Floyd's algorithm.
+  the inputs with keys below t are kept, and among those equal to t (up to 32
+  on average) a uniform subset of the right size is drawn by Floyd's algorithm.
 
-A last pass draws the N(0, stddev²) values and keeps those the bit set names.
+Both give every k-subset the probability 1/C(F, k), up to the 2⁻⁶⁴ resolution of
+the integer draws (a total variation below F²·2⁻⁶⁷ + 2⁻⁵¹ per unit: 2⁻⁴³ for
+F = 4096) and a fallback that keeps the first of more than 128 tied inputs
+(probability below 2⁻⁹⁸ for fan-ins up to 2³⁰). A last pass draws the N(0, stddev²) values and
+keeps those the bit sets name (with few non-zeros, only those are drawn).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -103,23 +108,19 @@ def _substream(stream: Stream, index: int) -> Stream:
     return _threefry2x32(stream[0], stream[1], jnp.uint32(_TAG), jnp.uint32(index))
 
 
-def _words(stream: Stream, shape: tuple[int, int, int], axis: int,
-           offset: Array | int | None = None) -> tuple[Array, Array]:
+def _words(stream: Stream, shape: tuple[int, int, int], axis: int) -> tuple[Array, Array]:
     """Two independent arrays of uniform uint32 words of ``shape``, whose ``axis`` counts
-    positions from ``offset`` and whose two other axes are ``(g, o)`` of the units.
+    positions and whose two other axes are ``(g, o)`` of the units.
 
     For threefry, the two halves of the block whose counter is ``(position, g·O + o)``
-    (``jax.random.bits`` keeps only their xor, at the same cost): a pure function of each
-    element's logical position, so the partitioner splits it along any axis without
-    communication. Assumes fewer than 2³² units and positions.
+    (JAX's partitionable ``jax.random.bits`` keeps only their xor, at the same cost): a
+    pure function of each element's logical position, so the partitioner splits it along
+    any axis without communication. Assumes fewer than 2³² units and positions.
     """
-    if not isinstance(stream, tuple):  # other key kinds: an offset selects a stream
-        key = stream if offset is None else jax.random.fold_in(stream, offset)
-        bits = jax.random.bits(key, (2, *shape), jnp.uint32)
+    if not isinstance(stream, tuple):
+        bits = jax.random.bits(stream, (2, *shape), jnp.uint32)
         return bits[0], bits[1]
     position = jax.lax.broadcasted_iota(jnp.uint32, shape, axis)
-    if offset is not None:
-        position = position + jnp.asarray(offset).astype(jnp.uint32)
     g_axis, o_axis = (a for a in range(3) if a != axis)
     unit = (jax.lax.broadcasted_iota(jnp.uint32, shape, g_axis) * np.uint32(shape[o_axis])
             + jax.lax.broadcasted_iota(jnp.uint32, shape, o_axis))
@@ -162,15 +163,15 @@ def _uniform_below(hi: Array, lo: Array, bound: Array) -> Array:
     return (_mulhi(hi, bound) + carry.astype(jnp.uint32)).astype(jnp.int32)
 
 
-def _normal(stream: Stream, shape: tuple[int, int, int], dtype: np.dtype, scale: Array,
-            offset: Array | int | None = None) -> Array:
+def _normal(stream: Stream, shape: tuple[int, int, int], dtype: np.dtype, scale: Array
+            ) -> Array:
     """N(0, scale²/2) values of ``(G, F, O)``: one threefry block each, erf_inv of a uniform
     from the top 23 bits of a word (float32, as ``jax.random.normal``) or 52 of two.
 
     ``scale = √2·stddev`` (rounded once from float64) is one runtime multiplication, so no
     constant can be folded into it differently eager, under ``jax.jit`` or sharded.
     """
-    hi, lo = _words(stream, shape, 1, offset)
+    hi, lo = _words(stream, shape, 1)
     if dtype == np.float64:
         steps = 52
         mantissa = (hi.astype(jnp.uint64) << 20) | (lo >> 12).astype(jnp.uint64)
@@ -205,7 +206,7 @@ def _put(words: Array, index: Array, values: Array, axis: int) -> Array:
                            mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
 
 
-Visit = Callable[[Array, Array, Array], Array]
+Visit = Callable[[Array, Array, Any], Any]
 _FEW_WORDS = 4  # bit sets of up to 4 words per unit are read and written by selects
 
 
@@ -223,8 +224,8 @@ def _word(bits: Array, index: Array) -> Array:
 
 
 def _floyd(stream: Stream, n: Array | int, m: Array | int, steps: int, num_words: int,
-           units: tuple[int, int], visit: Visit | None = None, carry: Array | None = None
-           ) -> tuple[Array, Array | None]:
+           units: tuple[int, int], visit: Visit | None = None, carry: Any = None
+           ) -> tuple[Array, Any]:
     """A uniform m-subset of ``[0, n)`` per unit, as a bit set ``(G, num_words, O)``; with
     ``visit``, also ``carry = visit(i, c, carry)`` for each step's added elements ``c``.
 
@@ -238,7 +239,7 @@ def _floyd(stream: Stream, n: Array | int, m: Array | int, steps: int, num_words
     top = n - steps + jax.lax.broadcasted_iota(jnp.int32, (1, steps, 1), 1)
     draws = _uniform_below(hi, lo, jnp.maximum(top + 1, 1))
 
-    def add(i: Array, state: tuple[Array, Array | None]) -> tuple[Array, Array | None]:
+    def add(i: Array, state: tuple[Array, Any]) -> tuple[Array, Any]:
         bits, extra = state
         j = jnp.broadcast_to(n - steps + i, (g, 1, o))[:, 0]
         on = jnp.broadcast_to(i >= steps - m, (g, 1, o))[:, 0]
@@ -247,7 +248,8 @@ def _floyd(stream: Stream, n: Array | int, m: Array | int, steps: int, num_words
         c = jnp.where(on, jnp.where(taken == 1, j, x), 0)
         new_bit = jnp.where(on, jnp.uint32(1) << (c & 31).astype(jnp.uint32), 0)
         if num_words <= _FEW_WORDS:
-            bits = bits | jnp.where(_word_index(num_words) == (c >> 5)[:, None], new_bit[:, None], 0)
+            in_word = _word_index(num_words) == (c >> 5)[:, None]
+            bits = bits | jnp.where(in_word, new_bit[:, None], np.uint32(0))
         else:
             bits = _put(bits, c >> 5, _get(bits, c >> 5, 1) | new_bit, 1)
         return bits, None if visit is None else visit(i, c, extra)
@@ -327,8 +329,9 @@ def _kept_by_keys(root: Stream, units: tuple[int, int], f: int, k: int) -> Array
     ties at the k-th broken by a uniform subset: each k-subset equally likely.
 
     With ``2^bits >= F/32`` a key value has at most 32 inputs on average, and more than
-    128 tied inputs has probability below 2⁻¹⁰⁰ (Chernoff bound on Binomial(F, 2^-bits),
-    times the 2^bits values); such a unit keeps its first tied inputs instead.
+    128 tied inputs has probability below 2⁻⁹⁸ for F <= 2³⁰ (2⁻¹¹⁸ at F = 4096: the
+    Binomial(F, 2^-bits) tail times the 2^bits values); such a unit keeps its first
+    tied inputs instead.
     """
     g, o = units
     bits = _key_bits(f)
@@ -383,7 +386,6 @@ def _sparse_matrix(key: Array, units: tuple[int, int], f: int, k: int, dtype: np
     values, positions = _substream(root, _VALUES), _substream(root, _POSITIONS)
     num_words = -(-f // 32)
     if method == "kept":  # only k values, each put at its input as Floyd chooses it
-
         nonzeros = _normal(values, (g, k, o), dtype, scale)
 
         def put_value(i: Array, c: Array, out: Array) -> Array:
@@ -472,9 +474,14 @@ def sparse(
     ``stddev=1/sqrt(k)`` makes the pre-activation variance equal to E[x²]
     (unit gain). Biases are usually 0 (``jaxinit.zeros``).
 
-    Sampling is vectorized over units (no loop over units): the positions are
-    drawn by Floyd's subset algorithm (O(k²) per unit, exact) when k, or the
-    number of zeros, is small, else by sorting 64 random bits per entry.
+    Sampling is vectorized over the units (no loop over units, and sharding
+    ``out_sharding`` along the units needs no communication). The positions
+    are drawn by Floyd's subset algorithm when k, or the number of zeros, is
+    at most a quarter of the fan-in, else by the k smallest of random keys of
+    about log2(fan_in) bits with a uniform choice among the keys tied at the
+    k-th: each k-subset has probability 1/C(fan_in, k), up to a total variation
+    below fan_in²·2⁻⁶⁷ + 2⁻⁵¹ per unit. Either way the cost is about that of
+    one ``jax.random.normal`` draw of the shape or less.
 
     Args:
       num_nonzero: k, an int >= 1.
