@@ -55,7 +55,6 @@ __all__ = ["nonzero_count", "sparse"]
 _NAME = "jaxinit.sparse"
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _TAG = 0x73706172  # the first counter word of the sub-keys: b"spar"
-_VALUES, _POSITIONS, _KEYS, _TIES = range(4)  # independent random streams
 _TIE_BITS = 128  # the ties of a unit are chosen among by a 128-bit set (four words)
 
 Stream = tuple[Array, Array] | Array  # a threefry key's two words, or a key of another kind
@@ -101,11 +100,14 @@ def _root(key: Array) -> Stream:
     return data[0], data[1]
 
 
-def _substream(stream: Stream, index: int) -> Stream:
-    """An independent random stream (the role of ``jax.random.fold_in``)."""
+def _substreams(stream: Stream, count: int) -> list[Stream]:
+    """``count`` independent random streams (the role of ``jax.random.fold_in``), hashed
+    together: one small computation instead of one per stream."""
     if not isinstance(stream, tuple):
-        return jax.random.fold_in(stream, index)
-    return _threefry2x32(stream[0], stream[1], jnp.uint32(_TAG), jnp.uint32(index))
+        return [jax.random.fold_in(stream, i) for i in range(count)]
+    k0, k1 = _threefry2x32(stream[0], stream[1], jnp.full((count,), _TAG, jnp.uint32),
+                           jnp.arange(count, dtype=jnp.uint32))
+    return [(k0[i], k1[i]) for i in range(count)]
 
 
 def _words(stream: Stream, shape: tuple[int, int, int], axis: int) -> tuple[Array, Array]:
@@ -324,7 +326,8 @@ def _kth_smallest(keys: Array, k: int, bits: int) -> tuple[Array, Array]:
     return t.astype(keys.dtype), below
 
 
-def _kept_by_keys(root: Stream, units: tuple[int, int], f: int, k: int) -> Array:
+def _kept_by_keys(keys_stream: Stream, ties_stream: Stream, units: tuple[int, int], f: int,
+                  k: int) -> Array:
     """``(G, O, ceil(F/32))`` bit sets of the k inputs of each unit with the smallest keys,
     ties at the k-th broken by a uniform subset: each k-subset equally likely.
 
@@ -335,13 +338,13 @@ def _kept_by_keys(root: Stream, units: tuple[int, int], f: int, k: int) -> Array
     """
     g, o = units
     bits = _key_bits(f)
-    keys = _keys(_substream(root, _KEYS), units, f, bits)
+    keys = _keys(keys_stream, units, f, bits)
     t, below = _kth_smallest(keys, k, bits)
     below_words, tie_words = _pack(keys < t), _pack(keys == t)
     per_word = jax.lax.population_count(tie_words).astype(jnp.int32)
     ties = jnp.sum(per_word, axis=2, keepdims=True)
     needed = k - below  # >= 1, <= ties
-    subset, _ = _floyd(_substream(root, _TIES), ties[:, None, :, 0], needed[:, None, :, 0],
+    subset, _ = _floyd(ties_stream, ties[:, None, :, 0], needed[:, None, :, 0],
                        _TIE_BITS, _TIE_BITS // 32, (g, o))
     # Bit i of word w, if tied, has rank (ties in earlier words) + (ties in earlier bits).
     shift = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 32), 3)
@@ -382,8 +385,7 @@ def _sparse_matrix(key: Array, units: tuple[int, int], f: int, k: int, dtype: np
                    method: str, scale: Array) -> Array:
     """``(G, f, O)``: exactly k N(0, scale²/2) entries along axis 1 per unit, uniformly placed."""
     g, o = units
-    root = _root(key)
-    values, positions = _substream(root, _VALUES), _substream(root, _POSITIONS)
+    values, positions, keys, ties = _substreams(_root(key), 4)
     num_words = -(-f // 32)
     if method == "kept":  # only k values, each put at its input as Floyd chooses it
         nonzeros = _normal(values, (g, k, o), dtype, scale)
@@ -401,7 +403,7 @@ def _sparse_matrix(key: Array, units: tuple[int, int], f: int, k: int, dtype: np
         zeroed, _ = _floyd(positions, f, f - k, f - k, num_words, units)
         keep = ~_unpack(zeroed, f)
     else:
-        keep = _unpack(jnp.swapaxes(_kept_by_keys(root, units, f, k), 1, 2), f)
+        keep = _unpack(jnp.swapaxes(_kept_by_keys(keys, ties, units, f, k), 1, 2), f)
     return jnp.where(keep, z, jnp.zeros((), dtype))
 
 

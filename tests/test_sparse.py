@@ -234,7 +234,8 @@ def test_more_ties_than_the_tie_set_holds_still_keeps_exactly_k(monkeypatch):
     fan_in, units, k = 200, 300, 101
 
     def kept_inputs(key):
-        bits = SPARSE._kept_by_keys(SPARSE._root(key), (1, units), fan_in, k)
+        bits = SPARSE._kept_by_keys(*SPARSE._substreams(SPARSE._root(key), 2), (1, units),
+                                    fan_in, k)
         return SPARSE._unpack(jnp.swapaxes(bits, 1, 2), fan_in)[0]
 
     kept = np.asarray(jax.jit(kept_inputs)(jax.random.key(16)))
