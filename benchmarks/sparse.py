@@ -87,6 +87,15 @@ def first_call(impl: str, size: int, fraction: float) -> float | None:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096, help="fan_in = units = size")
@@ -94,9 +103,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-first-call", action="store_true")
     args = parser.parse_args()
-    print(f"jax {jax.__version__}, numpy {np.__version__}, backend {jax.default_backend()}, "
-          f"{os.cpu_count()} CPUs, ({args.size}, {args.size}) float32, "
-          f"warm: median of {args.repeats} interleaved")
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    print(f"jax {jax.__version__}, numpy {np.__version__}, torch {torch_version}, "
+          f"backend {jax.default_backend()}, {cpu_model()}, {os.cpu_count()} CPUs")
+    print(f"({args.size}, {args.size}) float32; warm: median of {args.repeats} interleaved "
+          "calls; first: the first call in a fresh process (compile included)")
     header = (f"{'zero_frac':>9} {'k':>5} | {'jaxinit s':>9} {'normal s':>9} {'torch s':>9} | "
               f"{'jaxinit/normal':>14} {'torch/jaxinit':>13}")
     print(header)
