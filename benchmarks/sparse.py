@@ -9,14 +9,15 @@ For each ``zero_fraction`` the script times, side by side in one process,
   ``ceil(f·rows)`` entries of each *column*, so its columns are the units and
   both libraries do the same work (same number of units, same fan-in);
 
-as the median of interleaved repeats (warm: compiled beforehand), and the
-first call of each (compile included) in a fresh subprocess, since a model
-is usually initialized once. Ratios: ``sparse / normal`` (target <= 2) and
-``torch / sparse`` (target >= 1).
+as the median of interleaved repeats taking turns in the order (warm: compiled
+beforehand), and the first call of each (compile included) in a fresh
+subprocess, since a model is usually initialized once. Ratios: ``sparse /
+normal`` (target <= 2) and ``torch / sparse`` (target >= 1).
 
-Usage::
+Usage (``PYTHONPATH`` selects the jaxinit checkout measured, here and in the
+subprocesses)::
 
-    python benchmarks/sparse.py                          # 4096 x 4096, five fractions
+    PYTHONPATH=. python benchmarks/sparse.py             # 4096 x 4096, five fractions
     python benchmarks/sparse.py --size 1024 --fractions 0.5 --repeats 5
     python benchmarks/sparse.py --no-first-call          # warm times only
 """
@@ -71,9 +72,10 @@ def warm_medians(size: int, fraction: float, repeats: int) -> dict[str, float]:
     for make in makers.values():
         make(0)()  # compile / warm up
     times: dict[str, list[float]] = {impl: [] for impl in makers}
-    for r in range(repeats):  # interleaved, so a noisy neighbour hits all alike
-        for impl, make in makers.items():
-            times[impl].append(seconds(make(r + 1)))
+    order = list(makers)
+    for r in range(repeats):  # interleaved, so a noisy neighbour hits all alike, and
+        for impl in order[r % len(order):] + order[:r % len(order)]:  # in turn after torch,
+            times[impl].append(seconds(makers[impl](r + 1)))  # whose threads spin a while
     return {impl: statistics.median(ts) for impl, ts in times.items()}
 
 
