@@ -21,8 +21,9 @@ two ways, whichever is cheaper:
 Both give every k-subset the probability 1/C(F, k), up to the 2⁻⁶⁴ resolution of
 the integer draws (a total variation below F²·2⁻⁶⁷ + 2⁻⁵¹ per unit: 2⁻⁴³ for
 F = 4096) and a fallback that keeps the first of more than 128 tied inputs
-(probability below 2⁻⁹⁸ for fan-ins up to 2³⁰). A last pass draws the N(0, stddev²) values and
-keeps those the bit sets name (with few non-zeros, only those are drawn).
+(probability below 2⁻⁹⁸ for fan-ins up to 2³⁰). A last pass draws the
+N(0, stddev²) values and keeps those the bit sets name (with few non-zeros,
+only those are drawn, and each is put in place as Floyd's algorithm picks it).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Ar
 
     Written as elementwise operations, so that XLA fuses it with the counters and with
     what consumes the words; JAX's CPU lowering is a loop over whole arrays that writes
-    and reads them back five times (a third of the speed).
+    and reads them back five times (measured about a third of the speed).
     """
     k2 = k0 ^ k1 ^ np.uint32(0x1BD11BDA)
     schedule = (k0, k1, k2)
@@ -91,7 +92,8 @@ def _threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Ar
 
 
 def _root(key: Array) -> Stream:
-    """A threefry key's two words (hashed here), or any other key as a typed key."""
+    """A threefry key as its two words (hashed by :func:`_threefry2x32`), or a key of any
+    other kind as a typed key (drawn from with ``jax.random``)."""
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)
     if str(jax.random.key_impl(key)) != "threefry2x32":
@@ -533,10 +535,12 @@ def sparse(
             "batch_axis": check_axes(_NAME, "batch_axis", batch_axis)}
     check_disjoint(_NAME, **axes)  # as written; again once negative axes are resolved
 
-    def plan(dims: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
-        """``(axis order units-first, fan_in, k)``, or raises for an unusable shape."""
+    def plan(dims: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, int], int, int]:
+        """``(axis order batch-fan-out, (G, O), fan_in, k)``, or raises for an unusable
+        shape."""
         ins, outs, batch, receptive = fan_axes(_NAME, dims, in_axis, out_axis, batch_axis)
         fan_in = int(math.prod(dims[a] for a in (*receptive, *ins)))
+        units = (math.prod(dims[a] for a in batch), math.prod(dims[a] for a in outs))
         k = nonzero_count(fan_in, num_nonzero, zero_fraction=zero_fraction,
                           nonzero_fraction=nonzero_fraction)
         if k < 1 and 0 not in dims:
@@ -544,7 +548,12 @@ def sparse(
                 f"{_NAME}: {count_name}={count_value!r} leaves no non-zero input for "
                 f"fan_in={fan_in} (shape={dims}); every unit needs at least one."
             )
-        return (*batch, *sorted((*receptive, *ins)), *outs), fan_in, k
+        if fan_in >= 2**31 or units[0] * units[1] >= 2**32:  # int32 inputs, uint32 counters
+            raise ValueError(
+                f"{_NAME}: shape={dims} has fan_in={fan_in} and {units[0] * units[1]} units; "
+                "accepted: a fan-in below 2^31 and fewer than 2^32 units."
+            )
+        return (*batch, *sorted((*receptive, *ins)), *outs), units, fan_in, k
 
     def check(dims: tuple[int, ...]) -> None:
         plan(dims)
@@ -556,9 +565,7 @@ def sparse(
                             tuple(axes.values())))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         # Work on a (G, fan_in, O) array: one unit per (batch, out) position.
-        order, fan_in, k = plan(shape)
-        ins, outs, batch, _ = fan_axes(_NAME, shape, in_axis, out_axis, batch_axis)
-        units = (math.prod(shape[a] for a in batch), math.prod(shape[a] for a in outs))
+        order, units, fan_in, k = plan(shape)
         method = _sampling_method(fan_in, k)
         scale = np.asarray(math.sqrt(2.0) * stddev, dtype)
         w = _sparse_matrix(key, units, fan_in, k, dtype, method, scale)
