@@ -3,6 +3,7 @@
 import importlib
 import itertools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,16 +11,20 @@ import numpy as np
 import pytest
 import scipy.stats
 from example_loader import load_example
+from jax.extend.random import threefry2x32_p
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from jaxinit.sparse import nonzero_count, sparse
 from jaxinit.testing import assert_ks, assert_variance
 
+# The module, not the function `jaxinit.sparse` the package exports under the same name.
+SPARSE = importlib.import_module("jaxinit.sparse")
+
 
 def _force_path(monkeypatch, floyd):
-    # The module, not the function `jaxinit.sparse` the package exports under the same name.
-    sparse_module = importlib.import_module("jaxinit.sparse")
-    monkeypatch.setattr(sparse_module, "_uses_floyd", lambda n, m: floyd)
+    """Floyd's algorithm (True) or the random keys (False) for every count: the method is
+    a static argument of the compiled sampler, so forcing it compiles the other program."""
+    monkeypatch.setattr(SPARSE, "_uses_floyd", lambda n, m: floyd)
 
 
 def units_by_fan_in(w, in_axis=-2, out_axis=-1, batch_axis=()):
@@ -46,7 +51,9 @@ def units_by_fan_in(w, in_axis=-2, out_axis=-1, batch_axis=()):
         ((100, 7), {"zero_fraction": 0.9}, {}, 10),
         ((10, 7), {"zero_fraction": 0.25}, {}, 7),  # ceil(2.5) = 3 zeros
         ((10, 7), {"nonzero_fraction": 0.25}, {}, 2),  # int(2.5) = 2 kept
-        ((1000, 9), {"num_nonzero": 500}, {}, 500),  # sort path
+        ((1000, 9), {"num_nonzero": 500}, {}, 500),  # keys, 5-bit
+        ((37, 9), {"zero_fraction": 0.5}, {}, 18),  # keys, fan-in not a multiple of 32
+        ((3, 3, 50, 6), {"zero_fraction": 0.3}, {}, 315),  # keys on a conv kernel
         ((1000, 9), {"num_nonzero": 990}, {}, 990),  # Floyd on the zeros
         ((1000, 9), {"nonzero_fraction": 0.999}, {}, 999),
     ],
@@ -62,11 +69,11 @@ def test_exactly_k_nonzeros_per_unit(shape, count, kwargs, expected_k):
 
 def test_sampling_method_of_the_count_cases():
     # The shapes above exercise every sampling path.
-    method = importlib.import_module("jaxinit.sparse")._sampling_method
-    assert method(784, 15) == "floyd_kept"
+    method = SPARSE._sampling_method
+    assert method(784, 15) == method(100, 10) == method(1000, 250) == "kept"
     assert method(10, 15) == method(36, 36) == "dense"
-    assert method(1000, 500) == "sort"
-    assert method(1000, 990) == method(1000, 999) == "floyd_zeros"
+    assert method(1000, 500) == method(1000, 251) == method(37, 18) == "keys"
+    assert method(1000, 990) == method(1000, 750) == "zeros"
 
 
 def test_forcing_the_path_changes_the_sampler(monkeypatch):
@@ -74,8 +81,8 @@ def test_forcing_the_path_changes_the_sampler(monkeypatch):
     _force_path(monkeypatch, True)
     floyd = sparse(5)(jax.random.key(3), (50, 40))
     _force_path(monkeypatch, False)
-    by_sort = sparse(5)(jax.random.key(3), (50, 40))
-    assert not np.array_equal(np.asarray(floyd) != 0, np.asarray(by_sort) != 0)
+    by_keys = sparse(5)(jax.random.key(3), (50, 40))
+    assert not np.array_equal(np.asarray(floyd) != 0, np.asarray(by_keys) != 0)
 
 
 def test_nonzero_count_conventions():
@@ -87,42 +94,96 @@ def test_nonzero_count_conventions():
     assert nonzero_count(25, zero_fraction=0.28) == 17  # ceil(0.28 * 25) = ceil(7.000000000000001)
 
 
-@pytest.mark.parametrize(
-    "shape, k",
-    [((1000, 60), 15), ((4000, 8), 2000), ((300, 200), 290)],  # Floyd, sort, Floyd on zeros
-)
-def test_nonzeros_are_normal(shape, k):
-    stddev = 0.1
-    w = sparse(k, stddev=stddev)(jax.random.key(1), shape)
-    values = np.asarray(w)[np.asarray(w) != 0]
-    assert values.size == k * shape[1]
-    # KS against N(0, stddev²); a correct sampler fails with probability 1e-4.
-    assert_ks(values, "norm", (0.0, stddev), name=f"non-zeros of sparse({k})")
+def test_threefry_is_jaxs_block_function():
+    """Every random word comes from this hash: a wrong rotation or key word would still
+    look random, so compare it with JAX's threefry2x32 bit for bit."""
+    words = np.random.default_rng(0).integers(0, 2**32, (4, 1000), dtype=np.uint32)
+    k0, k1, x0, x1 = (jnp.asarray(w) for w in words)
+    ours = jax.jit(SPARSE._threefry2x32)(k0, k1, x0, x1)
+    theirs = threefry2x32_p.bind(k0, k1, x0, x1)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_uniform_below_is_the_top_word_of_the_64_bit_product():
+    """floor((hi·2³² + lo)·bound / 2⁶⁴), checked against Python integers, edge words included."""
+    rng = np.random.default_rng(1)
+    edges = np.array([0, 1, 0xFFFF, 0x10000, 2**31, 2**32 - 1], np.uint64)
+    hi = np.concatenate([rng.integers(0, 2**32, 5000, dtype=np.uint64), np.repeat(edges, 6)])
+    lo = np.concatenate([rng.integers(0, 2**32, 5000, dtype=np.uint64), np.tile(edges, 6)])
+    bound = np.concatenate([rng.integers(1, 2**31, 5000, dtype=np.uint64),
+                            np.resize(np.array([1, 2, 3, 4096, 2**31 - 1, 2**31], np.uint64), 36)])
+    got = np.asarray(jax.jit(SPARSE._uniform_below)(
+        *(jnp.asarray(v.astype(np.uint32)) for v in (hi, lo, bound))))
+    expected = [((int(h) << 32 | int(low)) * int(b)) >> 64
+                for h, low, b in zip(hi, lo, bound, strict=True)]
+    np.testing.assert_array_equal(got.astype(np.int64), expected)
+
+
+# (name, shape, count): one case per sampling path, about 1.4e6 non-zeros each.
+VALUE_CASES = [
+    ("dense", (12, 120000), {"num_nonzero": 12}),
+    ("zeros", (200, 7400), {"num_nonzero": 190}),
+    ("keys", (200, 14000), {"num_nonzero": 100}),
+    ("kept", (200, 28000), {"num_nonzero": 50}),
+]
+
+
+@pytest.mark.parametrize("path, shape, count", VALUE_CASES, ids=[c[0] for c in VALUE_CASES])
+def test_nonzeros_are_normal_with_the_right_variance(path, shape, count):
+    """Detects a 1% error in the variance of the non-zeros, on every sampling path.
+
+    With N >= 1.38e6 values the sample variance has s.e. sigma²·sqrt(2/N) <= 0.0012 sigma²;
+    the band is 4.9 s.e. (false failure 1e-6 for a correct sampler), and a 1% variance
+    error sits 8.3 s.e. away from the target, so it is detected with probability
+    P(Z > 8.3 - 4.9) > 0.9996 (scaling the values by 1.01, a 2% error, at 16.6 s.e.).
+    """
+    assert SPARSE._sampling_method(shape[0], count["num_nonzero"]) == path
+    stddev = 0.3
+    w = np.asarray(sparse(**count, stddev=stddev)(jax.random.key(14), shape))
+    values = w[w != 0]
+    assert values.size == count["num_nonzero"] * shape[1] >= 1.38e6
+    assert_variance(values, stddev**2, num_sigmas=4.9, mean=0.0, name=f"non-zeros ({path})")
+    # The shape: KS against N(0, stddev²); a correct sampler fails with probability 1e-4.
+    assert_ks(values, "norm", (0.0, stddev), name=f"non-zeros ({path})")
 
 
 def test_default_stddev_is_0_01():
-    w = sparse(15)(jax.random.key(2), (200, 2000))
-    values = np.asarray(w)[np.asarray(w) != 0]
-    assert_ks(values, "norm", (0.0, 0.01))
+    key, shape = jax.random.key(2), (200, 300)
+    np.testing.assert_array_equal(sparse(15)(key, shape), sparse(15, stddev=0.01)(key, shape))
+
+
+def _hits_chi_square(hits, units, fan_in, k):
+    """Pearson's statistic of the per-input counts, with its p-value: the indicator
+    vector of a uniform k-subset has variance p(1-p) per input and covariance
+    -p(1-p)/(F-1), so (F-1)/F · sum((h - Up)²)/(Up(1-p)) is chi-square with F-1 d.o.f."""
+    p = k / fan_in
+    statistic = (fan_in - 1) / fan_in * np.sum((hits - units * p) ** 2) / (units * p * (1 - p))
+    return scipy.stats.chi2.sf(statistic, fan_in - 1)
 
 
 @pytest.mark.parametrize("floyd", [True, False])
-@pytest.mark.parametrize("fan_in, k", [(50, 5), (50, 45)])
+@pytest.mark.parametrize("fan_in, k", [(200, 20), (200, 100), (200, 180)])
 def test_each_input_chosen_with_frequency_k_over_fan_in(monkeypatch, floyd, fan_in, k):
     _force_path(monkeypatch, floyd)
     units = 20000
     w = sparse(k)(jax.random.key(3), (fan_in, units))
     hits = (np.asarray(w) != 0).sum(axis=1)  # per input: Binomial(units, k / fan_in)
+    # Omnibus: a chi-square over all inputs (false failure 1e-4), which sees a bias of a few
+    # tenths of a percent spread over many inputs (e.g. ties broken towards low indices)...
+    assert _hits_chi_square(hits, units, fan_in, k) > 1e-4, hits
+    # ...and each input within 5.5 s.d. (3.8e-8 each, < 1e-5 over 200 inputs).
     p = k / fan_in
-    sd = math.sqrt(units * p * (1 - p))
-    # 5.5 s.d. two-sided per input: 3.8e-8 each, < 2e-6 over the 50 inputs (union bound).
-    assert np.all(np.abs(hits - units * p) <= 5.5 * sd), (hits.min(), hits.max(), units * p)
+    assert np.all(np.abs(hits - units * p) <= 5.5 * math.sqrt(units * p * (1 - p)))
 
 
 @pytest.mark.parametrize("floyd", [True, False])
-@pytest.mark.parametrize("fan_in, k", [(5, 2), (6, 4)])
+@pytest.mark.parametrize("fan_in, k", [(5, 2), (6, 4), (12, 6)])
 def test_every_subset_equally_likely(monkeypatch, floyd, fan_in, k):
-    """The set of connected inputs is uniform over all C(fan_in, k) subsets, per unit."""
+    """The set of connected inputs is uniform over all C(fan_in, k) subsets, per unit.
+
+    With the keys, fan-ins this small have 1-bit keys, so about half the inputs tie at the
+    k-th key: this exercises the uniform choice among ties."""
     _force_path(monkeypatch, floyd)
     units = 30000
     w = sparse(k)(jax.random.key(4), (fan_in, units))
@@ -131,12 +192,30 @@ def test_every_subset_equally_likely(monkeypatch, floyd, fan_in, k):
     subsets = [sum(1 << i for i in c) for c in itertools.combinations(range(fan_in), k)]
     counts = np.array([(codes == s).sum() for s in subsets])
     assert counts.sum() == units
-    # chi-square goodness of fit to the uniform; false failure 1e-4.
+    # chi-square goodness of fit to the uniform (>= 32 expected per cell); false failure 1e-4.
     assert scipy.stats.chisquare(counts).pvalue > 1e-4, counts
 
 
-def test_units_are_independent():
+@pytest.mark.parametrize("k", [2, 126])
+def test_pairs_equally_likely_with_multi_bit_keys(monkeypatch, k):
+    """fan_in 128 has 2-bit keys, and k = 2 (or 126) puts the k-th key at the first
+    (or last) key value: all C(128, 2) pairs of kept (or zeroed) inputs equally likely."""
+    _force_path(monkeypatch, False)
+    fan_in, units = 128, 81280  # 10 expected per pair
+    w = np.asarray(sparse(k)(jax.random.key(15), (fan_in, units))) != 0
+    chosen = w if k == 2 else ~w
+    first = np.argmax(chosen, axis=0)
+    second = fan_in - 1 - np.argmax(chosen[::-1], axis=0)
+    assert np.all(chosen.sum(axis=0) == 2) and np.all(first < second)
+    counts = np.bincount(first * fan_in + second, minlength=fan_in * fan_in)
+    counts = counts[np.triu_indices(fan_in, 1)[0] * fan_in + np.triu_indices(fan_in, 1)[1]]
+    assert scipy.stats.chisquare(counts).pvalue > 1e-4  # false failure 1e-4
+
+
+@pytest.mark.parametrize("floyd", [True, False])
+def test_units_are_independent(monkeypatch, floyd):
     """Two units share j of their k inputs with the hypergeometric law when independent."""
+    _force_path(monkeypatch, floyd)
     fan_in, k, units = 40, 5, 20000
     w = np.asarray(sparse(k)(jax.random.key(5), (fan_in, units))) != 0
     shared = (w[:, 0::2] & w[:, 1::2]).sum(axis=0)
@@ -146,6 +225,21 @@ def test_units_are_independent():
     obs = np.array([observed[0], observed[1], observed[2:].sum()])
     exp = np.array([expected[0], expected[1], expected[2:].sum()])
     assert scipy.stats.chisquare(obs, exp).pvalue > 1e-4, (obs, exp)
+
+
+def test_more_ties_than_the_tie_set_holds_still_keeps_exactly_k(monkeypatch):
+    """The fallback for a unit with more ties than the 128-bit tie set (probability below
+    2^-98) keeps its first ties: forced here with a 32-bit tie set and 25 ties per key."""
+    monkeypatch.setattr(SPARSE, "_TIE_BITS", 32)  # read when traced: a fresh jit below
+    fan_in, units, k = 200, 300, 101
+
+    def kept_inputs(key):
+        bits = SPARSE._kept_by_keys(*SPARSE._substreams(SPARSE._root(key), 2), (1, units),
+                                    fan_in, k)
+        return SPARSE._unpack(jnp.swapaxes(bits, 1, 2), fan_in)[0]
+
+    kept = np.asarray(jax.jit(kept_inputs)(jax.random.key(16)))
+    np.testing.assert_array_equal(kept.sum(axis=0), k)
 
 
 @pytest.mark.parametrize("fan_in", [50, 300, 1500])
@@ -183,7 +277,7 @@ def test_deep_tanh_mlp_is_width_independent_where_dense_gaussian_saturates():
     assert all(saturated > 0.5 for _, saturated in dense_stats), dense_stats
 
 
-def test_jit_eager_and_determinism():
+def test_jit_vmap_eager_and_determinism():
     init = sparse(4)
     key = jax.random.key(10)
     eager = init(key, (30, 20))
@@ -195,6 +289,21 @@ def test_jit_eager_and_determinism():
     assert ((np.asarray(legacy) != 0).sum(axis=0) == 4).all()
 
 
+@pytest.mark.parametrize("count", [{"num_nonzero": 4}, {"zero_fraction": 0.5}])  # kept, keys
+def test_vmap_over_keys_equals_one_call_per_key(count):
+    init = sparse(**count)
+    keys = jax.random.split(jax.random.key(17), 3)
+    mapped = jax.vmap(lambda k: init(k, (64, 16)))(keys)
+    np.testing.assert_array_equal(mapped, np.stack([init(k, (64, 16)) for k in keys]))
+
+
+def test_other_key_implementations():
+    init = sparse(zero_fraction=0.5)
+    w = init(jax.random.key(0, impl="rbg"), (64, 40))
+    assert ((np.asarray(w) != 0).sum(axis=0) == 32).all()
+    np.testing.assert_array_equal(w, init(jax.random.key(0, impl="rbg"), (64, 40)))
+
+
 def test_low_precision_and_float64_dtypes():
     for dtype in (jnp.bfloat16, jnp.float16):
         w = sparse(5, stddev=0.1)(jax.random.key(12), (100, 400), dtype)
@@ -202,6 +311,13 @@ def test_low_precision_and_float64_dtypes():
         assert ((np.asarray(w, np.float32) != 0).sum(axis=0) == 5).all()
     default = sparse(3, dtype=jnp.bfloat16)(jax.random.key(12), (10, 4))
     assert default.dtype == jnp.bfloat16
+    with jax.enable_x64(True):
+        w = np.asarray(sparse(zero_fraction=0.5, stddev=0.1)(jax.random.key(12), (400, 600),
+                                                              jnp.float64))
+    assert w.dtype == np.float64 and ((w != 0).sum(axis=0) == 200).all()
+    # 52-bit mantissas: the values are not float32 numbers.
+    assert np.mean(w[w != 0] != w[w != 0].astype(np.float32)) > 0.99
+    assert_ks(w[w != 0], "norm", (0.0, 0.1), name="float64 non-zeros")
 
 
 def test_zero_size_shapes():
@@ -210,17 +326,25 @@ def test_zero_size_shapes():
         assert w.shape == shape and w.size == 0
 
 
-def test_out_sharding():
+COLLECTIVE = re.compile(r"all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter")
+
+
+@pytest.mark.parametrize("count", [{"num_nonzero": 5}, {"zero_fraction": 0.5},
+                                   {"zero_fraction": 0.05}])  # kept, keys, zeros
+def test_out_sharding_along_the_units(count):
     mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Explicit,))
     sharding = NamedSharding(mesh, PartitionSpec(None, "d"))
-    init = sparse(5)
+    init = sparse(**count)
     key = jax.random.key(13)
     plain = init(key, (64, 32))
     eager = init(key, (64, 32), out_sharding=sharding)
     assert eager.sharding.is_equivalent_to(sharding, 2)
     np.testing.assert_array_equal(eager, plain)
     with jax.set_mesh(mesh):
-        jitted = jax.jit(lambda k: init(k, (64, 32), out_sharding=PartitionSpec(None, "d")))(key)
+        program = jax.jit(lambda k: init(k, (64, 32), out_sharding=PartitionSpec(None, "d")))
+        jitted = program(key)
+        # Every unit is made on the device that holds it: nothing moves between devices.
+        assert not COLLECTIVE.search(program.lower(key).compile().as_text())
     assert jitted.sharding.is_equivalent_to(sharding, 2)
     np.testing.assert_array_equal(jitted, plain)
 
@@ -264,6 +388,11 @@ def test_call_errors():
         sparse(3)(key, (5,))
     with pytest.raises(TypeError, match="not a PRNG key"):
         sparse(3)(0, (5, 5))
+    # Inputs are int32 and the random counters uint32: refused, never repeated.
+    with pytest.raises(ValueError, match=r"fan_in=2147483648 and 1 units; accepted: a fan-in"):
+        sparse(3)(key, (2**31, 1))
+    with pytest.raises(ValueError, match=r"and 4294967296 units"):
+        sparse(3, batch_axis=0)(key, (2**16, 3, 2**16))
 
 
 @pytest.mark.slow
