@@ -1,24 +1,27 @@
 """Haar-distributed (semi-)orthogonal initializers, batched, blocked and shardable.
 
-:func:`orthogonal` forms matrices from a weight shape, asks a *sampler* for Haar
-matrices with orthonormal columns, and puts them back in place. A sampler is
-``sampler(key, batch_shape, n, m, dtype) -> Array`` of shape
-``(*batch_shape, n, m)`` with ``n >= m``: every ``n × m`` slice independent and
-distributed as the ``Q`` of the QR of an ``n × m`` Gaussian matrix with
-positive ``diag(R)``, computed in ``dtype`` (float32, float64, complex64 or
-complex128). :data:`SAMPLERS` maps each ``method`` name to its sampler.
+:func:`orthogonal` forms matrices from a weight shape, asks a sampler
+(:data:`jaxinit.haar.Sampler`) for Haar matrices with orthonormal columns, one
+per key, and puts them back in place. :data:`SAMPLERS` maps each ``method``
+name to its sampler; the samplers live in the kernel modules
+(:mod:`jaxinit.haar`, :mod:`jaxinit.householder`,
+:mod:`jaxinit.orthogonal_recipes`).
 
-Batched LAPACK calls on CPU (jaxlib 0.10) can deadlock when several of them
-run in one program, so no sampler here issues one: ``"qr"`` maps unbatched QRs
-over the slices, ``"householder"`` calls no LAPACK routine at all.
+Keys: a single matrix is drawn from the key itself (so ``method="qr"`` gives
+the bits of ``jax.nn.initializers.orthogonal``); matrix ``i`` of a stack (the
+``batch_axis`` slices and ``num_blocks`` blocks, in row-major order) from
+``jax.random.fold_in(key, i)`` (:func:`jaxinit.haar.slice_keys`), so it does
+not depend on the size of the stack. Under a user's ``jax.vmap`` the call
+becomes one batched sampler call on the stacked keys
+(:func:`jaxinit.haar.haar_matrices`), and no program issues a batched LAPACK
+call, which can deadlock on CPU (jaxlib 0.10).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,35 +43,11 @@ from jaxinit.core import (
     is_traced,
     normalize_axes,
 )
+from jaxinit.haar import Sampler, haar_matrices, qr_sampler, slice_keys, typed_keys
 from jaxinit.householder import householder_sampler
 from jaxinit.sharding import constrain
 
-__all__ = ["SAMPLERS", "Sampler", "auto_method", "orthogonal", "qr_sampler"]
-
-Sampler: TypeAlias = Callable[[Array, tuple[int, ...], int, int, np.dtype], Array]
-
-
-def _sign_corrected_qr(z: Array) -> Array:
-    q, r = jnp.linalg.qr(z)
-    # Mezzadri's correction: scale column k by the sign (phase) of R_kk, so
-    # that Q is the factor of the QR with positive diagonal, which is Haar.
-    return q * jnp.expand_dims(jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1)), -2)
-
-
-def qr_sampler(key: Array, batch_shape: tuple[int, ...], n: int, m: int,
-               dtype: np.dtype) -> Array:
-    """QR of a Gaussian ``(*batch_shape, n, m)`` matrix with the sign correction.
-
-    Unbatched, this is the computation of ``jax.random.orthogonal`` (same bits).
-    Batched, it maps unbatched QRs over the slices (values as a batched QR of
-    the same Gaussian draw) rather than issuing one batched LAPACK QR.
-    """
-    z = jax.random.normal(key, (*batch_shape, n, m), dtype)
-    if not batch_shape:
-        return _sign_corrected_qr(z)
-    q = jax.lax.map(_sign_corrected_qr, z.reshape(-1, n, m))
-    return q.reshape(*batch_shape, n, m)
-
+__all__ = ["SAMPLERS", "auto_method", "orthogonal"]
 
 #: Method name -> sampler. Every entry is exact (Haar); one line adds a method.
 SAMPLERS: dict[str, Sampler] = {
@@ -80,26 +59,24 @@ SAMPLERS: dict[str, Sampler] = {
     "polar": orthogonal_recipes.polar_sampler,
 }
 
-#: On CPU, matrices with at most this many columns (their smaller side), in
-#: batches of at most CPU_QR_MAX_BATCH, are sampled faster by LAPACK's QR than by
-#: the blocked Householder accumulation (measured, 2-core CPU: 32×32 0.04 vs
-#: 0.07 ms, 64×64 0.22 vs 0.23 ms, 128×128 0.61 vs 0.36 ms, 8×32×32 0.25 vs
-#: 0.55 ms; 256×256 4.7 vs 0.84 ms).
+#: On CPU, matrices with at most this many columns (their smaller side) are
+#: made by LAPACK's QR: for one call, compile plus run, it is cheaper than the
+#: Householder accumulation there (benchmarks/first_call.py).
 CPU_QR_MAX_COLUMNS = 64
-CPU_QR_MAX_BATCH = 8
 
 
-def auto_method(batch_size: int, n: int, m: int, backend: str | None = None) -> str:
-    """The method ``method="auto"`` picks for ``batch_size`` matrices ``n × m`` (n >= m).
+def auto_method(n: int, m: int, backend: str | None = None) -> str:
+    """The method ``method="auto"`` picks for ``n × m`` matrices (``n >= m``).
 
-    ``"qr"`` on CPU for at most :data:`CPU_QR_MAX_BATCH` matrices with at most
-    :data:`CPU_QR_MAX_COLUMNS` columns, where a few small LAPACK calls are
-    cheapest; ``"householder"`` otherwise and on every other backend (there
-    its matrix products are what accelerators run fastest).
+    ``"qr"`` on CPU for at most :data:`CPU_QR_MAX_COLUMNS` columns, where one
+    small LAPACK call is cheapest; ``"householder"`` otherwise and on every
+    other backend (there its matrix products are what accelerators run
+    fastest). The rule does not look at the number of matrices, so a slice of
+    a stack, a vmapped call and a single call use the same method.
     """
     del n
     backend = backend or jax.default_backend()
-    if backend == "cpu" and batch_size <= CPU_QR_MAX_BATCH and m <= CPU_QR_MAX_COLUMNS:
+    if backend == "cpu" and m <= CPU_QR_MAX_COLUMNS:
         return "qr"
     return "householder"
 
@@ -122,8 +99,11 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
     batch_shape = batch_dims + ((num_blocks,) if num_blocks > 1 else ())
     tall, short = max(rows, cols), min(rows, cols)
     if method == "auto":
-        method = auto_method(math.prod(batch_shape), tall, short)
-    q = SAMPLERS[method](key, batch_shape, tall, short, dtype)
+        method = auto_method(tall, short)
+    keys = typed_keys(key)
+    if batch_shape:
+        keys = slice_keys(keys, batch_shape)
+    q = haar_matrices(SAMPLERS[method], keys, tall, short, dtype)
     if rows < cols:
         q = jnp.swapaxes(q, -1, -2)  # a wide matrix: orthonormal rows
     if sharding is not None:

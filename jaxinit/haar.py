@@ -1,0 +1,157 @@
+"""Haar matrices from a batch of keys: the kernel shared by every orthogonal method.
+
+A *sampler* is ``sampler(keys, n, m, dtype) -> Array`` (:data:`Sampler`): for
+a batch of keys of any shape (``()`` for one matrix) it returns
+``(*keys.shape, n, m)`` matrices with ``n >= m``, the one at index ``i``
+depending on ``keys[i]`` alone and distributed as the ``Q`` of the QR of an
+``n × m`` Gaussian matrix with positive ``diag(R)``: Haar on the Stiefel
+manifold (unitary for complex dtypes; Mezzadri 2007, "How to generate random
+matrices from the classical compact groups", Notices AMS 54(5)). ``dtype`` is
+the compute dtype: float32, float64, complex64 or complex128.
+
+:func:`haar_matrices` is the one entry point: it runs a sampler with a
+``jax.custom_batching.custom_vmap`` rule, so that under a user's ``jax.vmap``
+(nested or not) the call becomes the sampler's own batched call on the
+stacked keys. The batched path of every sampler walks LAPACK calls one matrix
+at a time on CPU (:func:`map_matrices`): a batched LAPACK call can deadlock
+with others in one program on CPU (jaxlib 0.10), and a plain ``vmap`` would
+turn an unbatched LAPACK call into a batched one.
+
+Also here, so that no module keeps a copy: :func:`matmul` at full precision,
+:func:`sign_corrected_qr` (the ``"qr"`` method's kernel) and
+:func:`slice_keys`, the keys of the matrices of a stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import TypeAlias
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxinit.core import Array
+
+__all__ = [
+    "Sampler",
+    "gaussian",
+    "haar_matrices",
+    "map_matrices",
+    "matmul",
+    "qr_sampler",
+    "sign_corrected_qr",
+    "slice_keys",
+    "typed_keys",
+]
+
+#: ``sampler(keys, n, m, dtype) -> (*keys.shape, n, m)`` Haar matrices, ``n >= m``.
+Sampler: TypeAlias = Callable[[Array, int, int, np.dtype], Array]
+
+HIGHEST = lax.Precision.HIGHEST
+
+
+def matmul(a: Array, b: Array) -> Array:
+    """``a @ b`` at full precision: TPUs default to bf16 passes and GPUs to TF32,
+    which would cost orthogonality; on CPU it changes nothing."""
+    return jnp.matmul(a, b, precision=HIGHEST)
+
+
+def conj_t(x: Array) -> Array:
+    """The conjugate transpose of the last two axes."""
+    return jnp.conj(jnp.swapaxes(x, -1, -2))
+
+
+def gram(x: Array) -> Array:
+    """``XᴴX`` for a stack of matrices."""
+    return matmul(conj_t(x), x)
+
+
+def typed_keys(key: Array) -> Array:
+    """``key`` as a typed key array (a legacy ``uint32`` key wrapped as JAX wraps it)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def slice_keys(key: Array, batch_shape: tuple[int, ...]) -> Array:
+    """The keys of a stack of matrices: ``fold_in(key, i)`` for the flat index ``i``.
+
+    Matrix ``i`` of a stack depends on its index alone, not on the stack's size,
+    so the first slices of a larger stack (or of a sharded one) are the same
+    matrices.
+    """
+    count = math.prod(batch_shape)
+    flat = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(count, dtype=jnp.uint32))
+    return flat.reshape(batch_shape)
+
+
+def gaussian(keys: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+    """``jax.random.normal(keys[i], shape, dtype)`` for every key: ``(*keys.shape, *shape)``."""
+    if keys.ndim == 0:
+        return jax.random.normal(keys, shape, dtype)
+    flat = jax.vmap(lambda k: jax.random.normal(k, shape, dtype))(keys.reshape(-1))
+    return flat.reshape(*keys.shape, *shape)
+
+
+def map_matrices(fn: Callable[[Array], Array], x: Array) -> Array:
+    """Applies ``fn`` (written for one matrix or a stack) to ``x`` of shape ``(..., n, m)``.
+
+    On CPU a batch is walked one matrix at a time (``lax.map``), so a LAPACK
+    call inside ``fn`` is never batched; elsewhere ``fn`` gets the whole batch.
+    """
+    batch_shape = x.shape[:-2]
+    if not batch_shape or jax.default_backend() != "cpu":
+        return fn(x)
+    out = lax.map(fn, x.reshape((-1, *x.shape[-2:])))
+    return out.reshape((*batch_shape, *out.shape[1:]))
+
+
+def sign_corrected_qr(z: Array) -> Array:
+    """``Q`` of the QR of ``z`` with each column times the sign (phase) of ``R_kk``.
+
+    Mezzadri's correction makes ``Q`` the factor of the QR with positive
+    ``diag(R)``, which is Haar; the same arithmetic as ``jax.random.orthogonal``
+    (same bits), except that a zero ``R_kk`` (probability zero) keeps its
+    column instead of zeroing it.
+    """
+    q, r = jnp.linalg.qr(z)
+    d = jnp.diagonal(r, axis1=-2, axis2=-1)
+    phase = jnp.where(d == 0, jnp.ones((), d.dtype), jnp.sign(d))
+    return q * jnp.expand_dims(phase, -2)
+
+
+def qr_sampler(keys: Array, n: int, m: int, dtype: np.dtype) -> Array:
+    """QR of a Gaussian ``n × m`` matrix per key, with the sign correction.
+
+    For one key this is the computation of ``jax.random.orthogonal(key, n,
+    m=m)`` (same bits); for a batch, the same per matrix, one QR at a time on CPU.
+    """
+    return map_matrices(sign_corrected_qr, gaussian(keys, (n, m), dtype))
+
+
+def haar_matrices(sampler: Sampler, keys: Array, n: int, m: int, dtype: np.dtype) -> Array:
+    """``sampler(keys, n, m, dtype)``, and the same batched call under ``jax.vmap``.
+
+    Under a user's ``vmap`` over the keys, the ``custom_vmap`` rule calls the
+    sampler once on the stacked keys ``(axis_size, *keys.shape)``: the values
+    are those of that explicit batched call, whatever the vmap nesting.
+    """
+    return _vmappable(sampler, n, m, np.dtype(dtype))(typed_keys(keys))
+
+
+@functools.lru_cache(maxsize=256)
+def _vmappable(sampler: Sampler, n: int, m: int, dtype: np.dtype) -> Callable[[Array], Array]:
+    @jax.custom_batching.custom_vmap
+    def draw(keys: Array) -> Array:
+        return sampler(keys, n, m, dtype)
+
+    @draw.def_vmap
+    def rule(axis_size: int, in_batched: list[bool], keys: Array) -> tuple[Array, bool]:
+        del axis_size
+        return draw(keys), bool(in_batched[0])
+
+    return draw
