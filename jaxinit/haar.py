@@ -138,7 +138,8 @@ def haar_matrices(sampler: Sampler, keys: Array, n: int, m: int, dtype: np.dtype
 
     Under a user's ``vmap`` over the keys, the ``custom_vmap`` rule calls the
     sampler once on the stacked keys ``(axis_size, *keys.shape)``: the values
-    are those of that explicit batched call, whatever the vmap nesting.
+    are those of that explicit batched call, whatever the vmap nesting. A
+    stack of keys is flattened first, so only its size matters.
     """
     return _vmappable(sampler, n, m, np.dtype(dtype))(typed_keys(keys))
 
@@ -147,7 +148,10 @@ def haar_matrices(sampler: Sampler, keys: Array, n: int, m: int, dtype: np.dtype
 def _vmappable(sampler: Sampler, n: int, m: int, dtype: np.dtype) -> Callable[[Array], Array]:
     @jax.custom_batching.custom_vmap
     def draw(keys: Array) -> Array:
-        return sampler(keys, n, m, dtype)
+        if keys.ndim <= 1:
+            return sampler(keys, n, m, dtype)
+        # One flat batch: the same program (and bits) for a stack of any shape.
+        return sampler(keys.reshape(-1), n, m, dtype).reshape(*keys.shape, n, m)
 
     @draw.def_vmap
     def rule(axis_size: int, in_batched: list[bool], keys: Array) -> tuple[Array, bool]:

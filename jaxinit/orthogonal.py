@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from jaxinit import orthogonal_recipes
-from jaxinit.contract import initializer
+from jaxinit.contract import initializer, scale_samples
 from jaxinit.core import (
     Array,
     AxisLike,
@@ -116,7 +116,7 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
         q = jnp.moveaxis(q, -3, -2)  # (*batch, rows, block, cols)
     q = q.reshape(*batch_dims, *row_dims, dims[column_axis])
     q = jnp.transpose(q, tuple(int(a) for a in np.argsort((*batch_axes, *row_axes, column_axis))))
-    return jnp.asarray(scale, dtype) * q
+    return scale_samples(q, scale)
 
 
 def orthogonal(
