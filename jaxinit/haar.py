@@ -24,6 +24,7 @@ Also here, so that no module keeps a copy: :func:`matmul` at full precision,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -37,7 +38,9 @@ from jax import lax
 from jaxinit.core import Array
 
 __all__ = [
+    "DrawSampler",
     "Sampler",
+    "eager_gaussians",
     "gaussian",
     "haar_matrices",
     "map_matrices",
@@ -45,6 +48,7 @@ __all__ = [
     "qr_sampler",
     "sign_corrected_qr",
     "slice_keys",
+    "take_gaussians",
     "typed_keys",
 ]
 
@@ -124,13 +128,90 @@ def sign_corrected_qr(z: Array) -> Array:
     return q * jnp.expand_dims(phase, -2)
 
 
-def qr_sampler(keys: Array, n: int, m: int, dtype: np.dtype) -> Array:
-    """QR of a Gaussian ``n × m`` matrix per key, with the sign correction.
+@dataclasses.dataclass(frozen=True)
+class DrawSampler:
+    """A sampler that transforms one standard Gaussian draw per key.
 
-    For one key this is the computation of ``jax.random.orthogonal(key, n,
-    m=m)`` (same bits); for a batch, the same per matrix, one QR at a time on CPU.
+    ``sampler(keys, n, m, dtype) = transform(gaussian(keys, draw_shape(n, m),
+    dtype), n, m)``. Knowing the draw lets an eager call take its numbers from
+    a program shared by many shapes (:func:`eager_gaussians`).
     """
-    return map_matrices(sign_corrected_qr, gaussian(keys, (n, m), dtype))
+
+    draw_shape: Callable[[int, int], tuple[int, ...]]
+    transform: Callable[[Array, int, int], Array]
+
+    def __call__(self, keys: Array, n: int, m: int, dtype: np.dtype) -> Array:
+        return self.from_draws(gaussian(keys, self.draw_shape(n, m), np.dtype(dtype)), n, m)
+
+    def from_draws(self, z: Array, n: int, m: int) -> Array:
+        """The matrices from their draws ``z`` (..., *draw_shape(n, m))."""
+        # The barrier keeps XLA from fusing the draw into the transform, which it
+        # may do differently where the draw is a program input: same bits either way.
+        return self.transform(jax.lax.optimization_barrier(z), n, m)
+
+
+def _matrix_shape(n: int, m: int) -> tuple[int, int]:
+    return (n, m)
+
+
+def _sign_corrected_qrs(z: Array, n: int, m: int) -> Array:
+    del n, m
+    return map_matrices(sign_corrected_qr, z)
+
+
+#: QR of a Gaussian ``n × m`` matrix per key, with the sign correction. For one
+#: key this is the computation of ``jax.random.orthogonal(key, n, m=m)`` (same
+#: bits); for a batch, the same per matrix, one QR at a time on CPU.
+qr_sampler = DrawSampler(_matrix_shape, _sign_corrected_qrs)
+
+
+#: Eager draws of at most this many numbers come from programs shared by all
+#: sizes up to the next power of two (:func:`eager_gaussians`): below it the
+#: compile time saved outweighs drawing up to twice the numbers.
+SHARED_DRAW_LIMIT = 1 << 22
+
+
+def _size_class(count: int) -> int:
+    return 1 << max(count - 1, 0).bit_length()
+
+
+def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, ...],
+                    dtype: np.dtype) -> Array | None:
+    """The Gaussians of an eager call, from a program compiled once per size class.
+
+    Returns ``gaussian(keys, shape, dtype)`` for ``keys = key`` (no batch) or
+    ``slice_keys(key, batch_shape)``, drawn for the next power-of-two count and
+    size and flattened: ``(size',)`` or ``(count', size')``;
+    :func:`take_gaussians` cuts the draw out inside the caller's program.
+    Threefry's numbers depend only on the key and an element's flat index
+    (``jax_threefry_partitionable``), so these are the same bits as the exact
+    draw. ``None`` where that does not hold (another key type, the flag off),
+    for a traced key, or above :data:`SHARED_DRAW_LIMIT` numbers.
+    """
+    count, size = math.prod(batch_shape), math.prod(shape)
+    if (isinstance(key, jax.core.Tracer) or count * size > SHARED_DRAW_LIMIT
+            or not jax.config.jax_threefry_partitionable):  # type: ignore[attr-defined]
+        return None
+    keys = typed_keys(key)
+    if str(jax.random.key_impl(keys)) != "threefry2x32":
+        return None
+    count_class = _size_class(count) if batch_shape else 0
+    return _shared_draw(np.dtype(dtype), count_class, _size_class(size))(keys)
+
+
+@functools.cache
+def _shared_draw(dtype: np.dtype, count: int, size: int) -> Callable[[Array], Array]:
+    if not count:
+        return jax.jit(lambda key: jax.random.normal(key, (size,), dtype))
+    return jax.jit(lambda key: gaussian(slice_keys(key, (count,)), (size,), dtype))
+
+
+def take_gaussians(flat: Array, batch_shape: tuple[int, ...], shape: tuple[int, ...]) -> Array:
+    """The ``(*batch_shape, *shape)`` draw inside an :func:`eager_gaussians` result."""
+    count, size = math.prod(batch_shape), math.prod(shape)
+    if not batch_shape:
+        return flat[:size].reshape(shape)
+    return flat[:count, :size].reshape(*batch_shape, *shape)
 
 
 def haar_matrices(sampler: Sampler, keys: Array, n: int, m: int, dtype: np.dtype) -> Array:

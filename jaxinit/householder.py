@@ -17,19 +17,21 @@ The vectors are drawn in one call, before any loop, packed two to a row
 (:func:`reflector_draws`): vector ``k`` is a fixed part of that draw whatever
 the block size and the loop plan below, which change only the rounding.
 
-Reflector ``k`` is built as LAPACK's ``larfg`` does: for ``x = (α, x₂)``,
-``β = -sign(Re α)·‖x‖``, ``τ = (β - α)/β`` and ``v = (1, x₂/(α - β))``, so that
-``(I - τ v vᴴ)ᴴ x = β e₁``.
+Reflector ``k`` of a vector ``x = (α, x₂)`` is ``H = I - 2vvᴴ/(vᴴv)`` with
+``v = x + φ‖x‖e₁``, ``φ = α/|α|``: ``Hx = -φ‖x‖e₁`` (for real data, LAPACK's
+``larfg`` reflector), so the phase of ``R``'s diagonal entry is ``-φ``.
 
 ``Q`` is accumulated from the last block of ``b`` reflectors to the first, as
 LAPACK's ``orgqr`` does, each block touching only the trailing rows and
 columns, with the compact-WY form ``H_k…H_{k+b-1} = I - V T Vᴴ`` where
-``T⁻¹ = striu(VᴴV) + diag(1/τ)`` (Joffrain et al. 2006, "Accumulating
-Householder transformations, revisited", ACM TOMS 32(2)). ``T`` needs no
-triangular solve: with ``T⁻¹ = D + N``, ``N`` strictly upper triangular and
-``M = -D⁻¹N`` nilpotent, ``T = (I + M)(I + M²)(I + M⁴)… D⁻¹``, i.e. ``log₂ b``
-small matrix products. The blocks run in a few rolled loops ("stages"), each
-on a fixed trailing window, so the program size does not grow with ``m``.
+``T⁻¹ = striu(VᴴV) + diag(1/τ)`` and here ``1/τ_i = v_iᴴv_i/2`` (Joffrain et
+al. 2006, "Accumulating Householder transformations, revisited", ACM TOMS
+32(2)). ``T`` needs no triangular solve: with ``T⁻¹ = D + N``, ``N`` strictly
+upper triangular and ``M = -D⁻¹N`` nilpotent, ``T = (I + M)(I + M²)(I + M⁴)…
+D⁻¹``, i.e. ``log₂ b`` small matrix products. The reflectors and ``T`` of all
+blocks are computed at once, before the accumulation; the blocks then run in
+a few rolled loops ("stages") of three matrix products each, each stage on a
+fixed trailing window, so the program size does not grow with ``m``.
 Nearly all of the ``≈ 4/3·n³`` flops (square case) are large matrix products,
 batched over any leading axes, and no LAPACK routine is called at all.
 Every matrix product asks for ``Precision.HIGHEST``.
@@ -43,16 +45,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.core import Array
+from jaxinit.core import Array, is_complex
 from jaxinit.haar import gaussian, matmul
 
-__all__ = ["default_block_size", "householder_sampler", "reflector_draws"]
+__all__ = [
+    "default_block_size",
+    "draw_shape",
+    "householder_matrices",
+    "householder_sampler",
+    "reflector_draws",
+]
 
-#: Most loop stages of a large matrix (see `_stage_plan`); each compiles one
-#: loop body. Matrices with ``m < SINGLE_STAGE_COLUMNS`` use one stage: their
-#: extra (zero) work costs less than compiling a second body.
+#: Most loop stages (see `_stage_plan`); each compiles one loop body of three
+#: matrix products. Below ``SINGLE_STAGE_WORK`` (the sum of ``n·m²`` over the
+#: matrices) one stage is used: its extra (zero) work costs less than
+#: compiling more bodies; above, the plan's work is within ~1.3x the exact.
 MAX_STAGES = 4
-SINGLE_STAGE_COLUMNS = 512
+SINGLE_STAGE_WORK = 1 << 29
 
 
 def default_block_size(n: int, m: int) -> int:
@@ -89,45 +98,51 @@ def _unpack(draws: Array, n: int, m: int) -> Array:
     return jnp.where(starts_row[:, None], head, packed[..., length - n:])
 
 
-def _reflectors(x: Array) -> tuple[Array, Array, Array]:
-    """Householder reflectors of the rows of ``x`` (..., m, n): row ``k`` reflects
+def _reflectors(x: Array) -> tuple[Array, Array]:
+    """Householder vectors of the rows of ``x`` (..., m, n): row ``k`` reflects
     entries ``k:`` (``k`` is the diagonal); entries before ``k`` are ignored.
 
+    For ``x = (α, x₂)`` the reflector ``H = I - 2 v vᴴ / (vᴴv)`` with
+    ``v = x + φ‖x‖e₁``, ``φ = α/|α|`` (1 for ``α = 0``), maps ``x`` to
+    ``-φ‖x‖e₁``: the diagonal entry of ``R`` has the phase ``-φ``. (For real
+    data this is LAPACK's ``larfg`` reflector, scaled differently.)
+
     Returns:
-      ``W`` (..., m, n), ``W[k] = vₖᵀ`` with ``vₖ`` zero before its unit entry
-      at ``k``; ``tau`` (..., m); ``sign`` (..., m), the sign (phase) of ``β``
-      (``R``'s diagonal); all in ``x.dtype``.
+      ``W`` (..., m, n) with ``W[k] = vₖᵀ``, zero before ``k``; and ``sign``
+      (..., m), the phase ``-φ`` of ``R``'s diagonal entry.
     """
     m, n = x.shape[-2:]
     column = jax.lax.broadcasted_iota(np.int32, (m, n), 1)
     diagonal = jax.lax.broadcasted_iota(np.int32, (m, n), 0)
-    zero = jnp.zeros((), x.dtype)
-    below = jnp.where(column > diagonal, x, zero)
-    alpha = jnp.sum(jnp.where(column == diagonal, x, zero), axis=-1)  # one term: exact
-    # Row sums as a product with ones: XLA's CPU reductions sum in an order
-    # that depends on the batch size, a matrix product per slice does not, so
-    # sharded and unsharded results stay bit-identical.
-    squares = jnp.real(below * jnp.conj(below))
-    below_norm2 = matmul(squares, jnp.ones((n, 1), squares.dtype))[..., 0]
-    norm = jnp.sqrt(jnp.real(alpha * jnp.conj(alpha)) + below_norm2)
-    s = jnp.where(jnp.real(alpha) >= 0, 1.0, -1.0).astype(norm.dtype)
-    # A zero vector (probability zero, but a float draw can be exactly 0) gets
-    # the identity (τ = 0) instead of a division by zero.
-    degenerate = norm == 0
-    beta = jnp.where(degenerate, 1.0, -s * norm)
-    denom = jnp.where(degenerate, 1.0, alpha - beta)
-    tau = jnp.where(degenerate, 0.0, (beta - alpha) / beta).astype(x.dtype)
-    w = below / denom[..., None] + (column == diagonal).astype(x.dtype)
-    sign = jnp.where(degenerate, 1.0, -s).astype(x.dtype)
-    return w, tau, sign
+    tail = jnp.where(column >= diagonal, x, jnp.zeros((), x.dtype))
+    # Row sums as a product with ones: XLA's CPU reductions sum in an order that
+    # depends on the batch size, a matrix product per slice does not, so stacked
+    # and sharded results stay bit-identical.
+    squares = jnp.real(tail * jnp.conj(tail))
+    norm = jnp.sqrt(matmul(squares, jnp.ones((n, 1), squares.dtype))[..., 0])
+    alpha = jnp.diagonal(x, axis1=-2, axis2=-1)
+    if is_complex(x.dtype):
+        magnitude = jnp.abs(alpha)
+        phase = jnp.where(magnitude == 0, jnp.ones((), x.dtype),
+                          alpha / jnp.where(magnitude == 0, 1, magnitude).astype(x.dtype))
+    else:
+        phase = jnp.where(alpha >= 0, 1, -1).astype(x.dtype)
+    w = jnp.where(column == diagonal, tail + (phase * norm.astype(x.dtype))[..., None], tail)
+    return w, -phase
 
 
-def _wy_factor(w: Array, tau: Array) -> Array:
-    """The upper-triangular ``T`` with ``H₁…H_b = I - V T Vᴴ``, ``V = wᵀ`` (..., b, n),
-    by matrix products only."""
+def _wy_factor(w: Array) -> Array:
+    """The upper-triangular ``T`` with ``H₁…H_b = I - V T Vᴴ`` for ``V = wᵀ`` (..., b, n).
+
+    With ``G = VᴴV`` and ``H_i = I - τ_i v_i v_iᴴ``, ``τ_i = 2/G_ii``:
+    ``T⁻¹ = striu(G) + diag(G)/2``, inverted by products only. A zero vector
+    (a zero draw, probability zero) is the identity (``τ = 0``).
+    """
     b = w.shape[-2]
-    strict_upper = jnp.triu(matmul(jnp.conj(w), jnp.swapaxes(w, -1, -2)), 1)
-    power = -tau[..., :, None] * strict_upper  # M = -D⁻¹N with D = diag(1/τ)
+    gram = matmul(jnp.conj(w), jnp.swapaxes(w, -1, -2))
+    half = jnp.real(jnp.diagonal(gram, axis1=-2, axis2=-1)) / 2
+    tau = jnp.where(half > 0, 1 / jnp.where(half > 0, half, 1), 0).astype(w.dtype)
+    power = -tau[..., :, None] * jnp.triu(gram, 1)  # M = -D⁻¹N with D = diag(G)/2
 
     def double(_: int, carry: tuple[Array, Array]) -> tuple[Array, Array]:
         partial_sum, power = carry  # Σ_{i<2^k} Mⁱ and M^(2^k)
@@ -172,18 +187,31 @@ def householder_sampler(keys: Array, n: int, m: int, dtype: np.dtype, *,
     """
     if n < m:
         raise ValueError(f"householder_sampler: needs n >= m, got n={n}, m={m}.")
-    dtype = np.dtype(dtype)
+    return householder_matrices(reflector_draws(keys, n, m, np.dtype(dtype)), n, m,
+                                block_size=block_size, max_stages=max_stages)
+
+
+def draw_shape(n: int, m: int) -> tuple[int, int]:
+    """The shape of one matrix's :func:`reflector_draws`."""
+    return _packing(n, m)
+
+
+def householder_matrices(draws: Array, n: int, m: int, *, block_size: int | None = None,
+                         max_stages: int | None = None) -> Array:
+    """The matrices of :func:`householder_sampler` from their :func:`reflector_draws`."""
+    dtype = np.dtype(draws.dtype)
     b = min(block_size or default_block_size(n, m), m)
     if max_stages is None:
-        max_stages = 1 if m < SINGLE_STAGE_COLUMNS else MAX_STAGES
+        work = math.prod(draws.shape[:-2]) * n * m * m
+        max_stages = 1 if work < SINGLE_STAGE_WORK else MAX_STAGES
     blocks = -(-m // b)
-    w, tau, sign = _reflectors(_unpack(reflector_draws(keys, n, m, dtype), n, m))
-    if blocks * b > m:  # a ragged last block, padded with identity reflectors (τ = 0)
-        pad = [(0, 0)] * (w.ndim - 2)
-        w = jnp.pad(w, [*pad, (0, blocks * b - m), (0, 0)])
-        tau = jnp.pad(tau, [*pad, (0, blocks * b - m)])
+    w, sign = _reflectors(_unpack(draws, n, m))
+    if blocks * b > m:  # a ragged last block, padded with zero vectors (identities)
+        w = jnp.pad(w, [(0, 0)] * (w.ndim - 2) + [(0, blocks * b - m), (0, 0)])
     w = w.reshape(*w.shape[:-2], blocks, b, n)
-    t = _wy_factor(w, tau.reshape(*tau.shape[:-1], blocks, b))
+    # Block j is I - V T Vᴴ with V = w_jᵀ: the loops need Vᴴ = conj(w_j) and V T.
+    vt = matmul(jnp.swapaxes(w, -1, -2), _wy_factor(w))  # (..., blocks, n, b)
+    vh = jnp.conj(w)
     # Q = H₁…H_m·diag(sign) applied to the first m columns of I, from the last
     # block to the first: block j changes only rows and columns >= j·b, and
     # its rows above j·b are exact zeros, so every block can work on the
@@ -196,11 +224,9 @@ def householder_sampler(keys: Array, n: int, m: int, dtype: np.dtype, *,
 
         def apply_block(step: Array | int, c: Array, end: int = end, k_lo: int = k_lo) -> Array:
             block = end - 1 - step
-            w_j = jax.lax.dynamic_index_in_dim(w, block, axis=w.ndim - 3, keepdims=False)
-            w_j = w_j[..., k_lo:]
-            t_j = jax.lax.dynamic_index_in_dim(t, block, axis=t.ndim - 3, keepdims=False)
-            y = matmul(t_j, matmul(jnp.conj(w_j), c))
-            return c - matmul(jnp.swapaxes(w_j, -1, -2), y)
+            vh_j = jax.lax.dynamic_index_in_dim(vh, block, axis=vh.ndim - 3, keepdims=False)
+            vt_j = jax.lax.dynamic_index_in_dim(vt, block, axis=vt.ndim - 3, keepdims=False)
+            return c - matmul(vt_j[..., k_lo:, :], matmul(vh_j[..., k_lo:], c))
 
         window = q[..., k_lo:, k_lo:]
         if end - first == 1:

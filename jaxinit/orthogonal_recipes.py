@@ -54,8 +54,11 @@ from jaxinit.core import Array, DTypeLike, is_complex, real_dtype
 from jaxinit.haar import HIGHEST, gaussian, gram, map_matrices, matmul, sign_corrected_qr
 
 __all__ = [
+    "cholesky_qr2",
     "cholesky_qr2_sampler",
+    "gram_schmidt",
     "gram_schmidt_sampler",
+    "polar",
     "polar_sampler",
     "svd_sampler",
 ]
@@ -176,8 +179,7 @@ def gram_schmidt_sampler(keys: Array, n: int, m: int, dtype: DTypeLike) -> Array
       >>> q.shape
       (4, 3)
     """
-    dt = np.dtype(dtype)
-    return _gram_schmidt(_gaussian(keys, n, m, dt))
+    return _gram_schmidt(_gaussian(keys, n, m, np.dtype(dtype)))
 
 
 # --------------------------------------------------------------------------- SVD
@@ -326,10 +328,14 @@ def cholesky_qr2_sampler(keys: Array, n: int, m: int, dtype: DTypeLike) -> Array
       >>> q.shape
       (5, 3)
     """
-    dt = np.dtype(dtype)
+    return cholesky_qr2(_gaussian(keys, n, m, np.dtype(dtype)), n, m)
+
+
+def cholesky_qr2(z: Array, n: int, m: int) -> Array:
+    """:func:`cholesky_qr2_sampler` from its Gaussian matrices ``z`` (..., n, m)."""
+    dt = np.dtype(z.dtype)
     accept = _accept_tolerance(dt, n)
     shift_factor = _cholesky_shift_factor(n, m, dt)
-    z = _gaussian(keys, n, m, dt)
     return map_matrices(lambda a: _cholesky_qr(a, accept, shift_factor, max_passes=10), z)
 
 
@@ -440,6 +446,16 @@ def polar_sampler(keys: Array, n: int, m: int, dtype: DTypeLike) -> Array:
       >>> q.shape
       (5, 3)
     """
-    dt = np.dtype(dtype)
-    accept = _accept_tolerance(dt, n)
-    return _polar(_gaussian(keys, n, m, dt), accept, extra_steps=12)
+    return polar(_gaussian(keys, n, m, np.dtype(dtype)), n, m)
+
+
+def polar(z: Array, n: int, m: int) -> Array:
+    """:func:`polar_sampler` from its Gaussian matrices ``z`` (..., n, m)."""
+    del m
+    return _polar(z, _accept_tolerance(np.dtype(z.dtype), n), extra_steps=12)
+
+
+def gram_schmidt(z: Array, n: int, m: int) -> Array:
+    """:func:`gram_schmidt_sampler` from its Gaussian matrices ``z`` (..., n, m)."""
+    del n, m
+    return _gram_schmidt(z)

@@ -28,22 +28,21 @@ def _vector(draws, n, m, k):
 
 
 def _reference(key, n, m, dtype):
-    """Q·diag(sign β) from the same vectors, reflector by reflector in numpy (LAPACK's larfg)."""
+    """Q·diag(phase of R_kk) from the same vectors, reflector by reflector in numpy."""
     draws = np.asarray(reflector_draws(key, n, m, np.dtype(dtype))).astype(np.complex128)
-    q, signs = np.eye(n, dtype=np.complex128), []
+    q, phases = np.eye(n, dtype=np.complex128), []
     for k in range(m):
         x = _vector(draws, n, m, k)
-        alpha, norm = x[0], np.linalg.norm(x)
-        beta = -norm if alpha.real >= 0 else norm
-        tau = (beta - alpha) / beta
-        v = np.concatenate([[1.0], x[1:] / (alpha - beta)])
+        phase = x[0] / abs(x[0])
+        v = x + phase * np.linalg.norm(x) * np.eye(n - k)[0]
         h = np.eye(n, dtype=np.complex128)
-        h[k:, k:] -= tau * np.outer(v, v.conj())
-        # larfg's defining property: Hᴴ x = β e₁.
-        np.testing.assert_allclose(h[k:, k:].conj().T @ x, np.eye(n - k)[0] * beta, atol=1e-5)
+        h[k:, k:] -= 2 * np.outer(v, v.conj()) / np.vdot(v, v)
+        # The reflector's defining property: H x = -phase·‖x‖ e₁ (R_kk has phase -phase).
+        np.testing.assert_allclose(h[k:, k:] @ x, -phase * np.linalg.norm(x) * np.eye(n - k)[0],
+                                   atol=1e-5)
         q = q @ h
-        signs.append(np.sign(beta))
-    return q[:, :m] * np.array(signs)
+        phases.append(-phase)
+    return q[:, :m] * np.array(phases)
 
 
 @pytest.mark.parametrize("dtype,n,m,block_size", [
@@ -85,22 +84,29 @@ def test_values_do_not_depend_on_block_size_or_stage_plan():
 
 def test_wy_factor_reproduces_the_product_of_reflectors():
     x = jax.random.normal(jax.random.key(5), (2, 16, 40), jnp.complex64)
-    w, tau, _ = _reflectors(x)
-    t = _wy_factor(w, tau)
+    w, _ = _reflectors(x)
+    t = _wy_factor(w)
     assert np.allclose(np.tril(np.asarray(t)[0], -1), 0)  # upper triangular
     for b in range(2):
         product = np.eye(40, dtype=np.complex128)
         for i in range(16):
             vi = np.asarray(w[b, i], np.complex128)
-            product = product @ (np.eye(40) - complex(tau[b, i]) * np.outer(vi, vi.conj()))
+            product = product @ (np.eye(40) - 2 * np.outer(vi, vi.conj()) / np.vdot(vi, vi))
         vb = np.asarray(w[b], np.complex128).T
         wy = np.eye(40) - vb @ np.asarray(t[b], np.complex128) @ vb.conj().T
         np.testing.assert_allclose(wy, product, atol=1e-5)
 
 
 def test_degenerate_zero_vector_gives_identity_not_nan():
-    w, tau, sign = _reflectors(jnp.zeros((2, 5)))
-    assert np.all(np.isfinite(w)) and np.all(tau == 0) and np.all(sign == 1)
+    # A zero draw (probability zero, but possible in floating point): no NaN, an identity.
+    for dtype in (jnp.float32, jnp.complex64):
+        w, sign = _reflectors(jnp.zeros((2, 5), dtype))
+        t = _wy_factor(w[None])
+        assert np.all(np.isfinite(w)) and np.all(np.isfinite(t)) and np.all(t == 0)
+        assert np.all(np.abs(sign) == 1)
+    draws = jnp.zeros(householder.draw_shape(5, 2))
+    q = householder.householder_matrices(draws, 5, 2)
+    assert np.all(np.isfinite(q))
 
 
 def test_stage_plan_covers_every_block_once_within_the_stage_limit():

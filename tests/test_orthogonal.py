@@ -277,19 +277,24 @@ def test_zero_size_shapes():
 
 
 def test_auto_rule():
-    assert auto_method(32, 32, "cpu") == "qr"
-    assert auto_method(1000, 64, "cpu") == "qr"
-    assert auto_method(1024, 1024, "cpu") == "householder"
-    assert auto_method(32, 32, "gpu") == "householder"
+    assert auto_method(32, 32, 1, "cpu") == "qr"
+    assert auto_method(1000, 1000, 1, "cpu") == "qr"
+    assert auto_method(8192, 512, 1, "cpu") == "householder"
+    assert auto_method(1024, 1024, 1, "cpu") == "householder"
+    assert auto_method(64, 64, 16, "cpu") == "qr"
+    assert auto_method(256, 256, 2, "cpu") == "householder"
+    assert auto_method(32, 32, 1, "gpu") == "householder"
     assert set(SAMPLERS) >= {"qr", "householder"}
     assert qr_sampler(KEY, 4, 3, np.dtype(np.float32)).shape == (4, 3)
 
 
-def test_auto_does_not_look_at_the_batch():
-    # A stack's slices use the single-matrix method: slice i is the matrix of fold_in(key, i).
-    stack = orthogonal(batch_axis=0)(KEY, (12, 32, 32))
-    single = orthogonal()(jax.random.fold_in(KEY, 5), (32, 32))
-    np.testing.assert_array_equal(stack[5], single)
+def test_auto_stacks_of_any_size_agree():
+    # Stacks of two or more matrices share a method, so a larger stack starts with
+    # the matrices of a smaller one, and slice i is the matrix of fold_in(key, i).
+    init = orthogonal(batch_axis=0)
+    np.testing.assert_array_equal(init(KEY, (12, 96, 96))[:2], init(KEY, (2, 96, 96)))
+    single = orthogonal(method="householder")(jax.random.fold_in(KEY, 1), (96, 96))
+    np.testing.assert_allclose(init(KEY, (2, 96, 96))[1], single, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,match", [
