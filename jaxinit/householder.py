@@ -131,28 +131,63 @@ def _reflectors(x: Array) -> tuple[Array, Array]:
     return w, -phase
 
 
+#: `_wy_factor` inverts diagonal blocks of this size by a Neumann series, then
+#: merges pairs of blocks up to the block size.
+_LEAF = 32
+
+
+def _flat_matmul(a: Array, b: Array) -> Array:
+    """``a @ b`` for stacks with the same leading axes, as one batch axis (XLA's CPU
+    compiler fails on some products with several batch axes)."""
+    lead = a.shape[:-2]
+    out = matmul(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def _diagonal_blocks(a: Array, size: int) -> Array:
+    """The ``size × size`` diagonal blocks of matrices (..., b, b): (..., b/size, size, size)."""
+    b = a.shape[-1]
+    count = b // size
+    blocks = a.reshape(*a.shape[:-2], count, size, count, size)
+    return jnp.moveaxis(jnp.diagonal(blocks, axis1=-4, axis2=-2), -1, -3)
+
+
 def _wy_factor(w: Array) -> Array:
     """The upper-triangular ``T`` with ``H₁…H_b = I - V T Vᴴ`` for ``V = wᵀ`` (..., b, n).
 
     With ``G = VᴴV`` and ``H_i = I - τ_i v_i v_iᴴ``, ``τ_i = 2/G_ii``:
-    ``T⁻¹ = striu(G) + diag(G)/2``, inverted by products only. A zero vector
-    (a zero draw, probability zero) is the identity (``τ = 0``).
+    ``T⁻¹ = U = striu(G) + diag(G)/2``, inverted by products only: the
+    diagonal blocks of size ``_LEAF`` by the Neumann product
+    ``(D + N)⁻¹ = (I + M)(I + M²)(I + M⁴)… D⁻¹``, ``M = -D⁻¹N`` nilpotent,
+    then pairs of neighbouring blocks merged, ``[[A, B], [0, C]]⁻¹ =
+    [[A⁻¹, -A⁻¹BC⁻¹], [0, C⁻¹]]``, up to ``b``. A zero vector (a zero draw,
+    probability zero) is the identity (``τ = 0``).
     """
     b = w.shape[-2]
-    gram = matmul(jnp.conj(w), jnp.swapaxes(w, -1, -2))
+    gram = _flat_matmul(jnp.conj(w), jnp.swapaxes(w, -1, -2))
     half = jnp.real(jnp.diagonal(gram, axis1=-2, axis2=-1)) / 2
     tau = jnp.where(half > 0, 1 / jnp.where(half > 0, half, 1), 0).astype(w.dtype)
-    power = -tau[..., :, None] * jnp.triu(gram, 1)  # M = -D⁻¹N with D = diag(G)/2
-
-    def double(_: int, carry: tuple[Array, Array]) -> tuple[Array, Array]:
-        partial_sum, power = carry  # Σ_{i<2^k} Mⁱ and M^(2^k)
-        power = matmul(power, power)
-        return partial_sum + matmul(partial_sum, power), power
-
-    steps = max(math.ceil(math.log2(b)) - 1, 0)
-    partial_sum, _ = jax.lax.fori_loop(0, steps, double,
-                                       (jnp.eye(b, dtype=w.dtype) + power, power))
-    return partial_sum * tau[..., None, :]
+    # T = S·D⁻¹ with S = (I - D⁻¹N)⁻¹ = (D⁻¹U)⁻¹: invert the unit triangular D⁻¹U,
+    # padded with identity rows to a power of two.
+    padded = 1 << (b - 1).bit_length()
+    leaf = min(_LEAF, padded)
+    unit = tau[..., :, None] * jnp.triu(gram, 1)  # -M
+    unit = jnp.pad(unit, [(0, 0)] * (unit.ndim - 2) + [(0, padded - b)] * 2)
+    power = _diagonal_blocks(-unit, leaf)
+    inverse = jnp.eye(leaf, dtype=w.dtype) + power
+    for _ in range(max(math.ceil(math.log2(leaf)) - 1, 0)):
+        power = _flat_matmul(power, power)
+        inverse = inverse + _flat_matmul(inverse, power)
+    size = leaf
+    while size < padded:
+        upper = _diagonal_blocks(unit, 2 * size)[..., :size, size:]
+        first, second = inverse[..., 0::2, :, :], inverse[..., 1::2, :, :]
+        corner = -_flat_matmul(first, _flat_matmul(upper, second))
+        top = jnp.concatenate([first, corner], axis=-1)
+        bottom = jnp.concatenate([jnp.zeros_like(second), second], axis=-1)
+        inverse = jnp.concatenate([top, bottom], axis=-2)
+        size *= 2
+    return inverse[..., 0, :b, :b] * tau[..., None, :]
 
 
 def _stage_plan(n: int, m: int, b: int, max_stages: int) -> list[tuple[int, int]]:
@@ -209,8 +244,9 @@ def householder_matrices(draws: Array, n: int, m: int, *, block_size: int | None
     if blocks * b > m:  # a ragged last block, padded with zero vectors (identities)
         w = jnp.pad(w, [(0, 0)] * (w.ndim - 2) + [(0, blocks * b - m), (0, 0)])
     w = w.reshape(*w.shape[:-2], blocks, b, n)
-    # Block j is I - V T Vᴴ with V = w_jᵀ: the loops need Vᴴ = conj(w_j) and V T.
-    vt = matmul(jnp.swapaxes(w, -1, -2), _wy_factor(w))  # (..., blocks, n, b)
+    # Block j is I - V T Vᴴ with V = w_jᵀ: the loops need Vᴴ = conj(w_j) and
+    # (V T)ᵀ = Tᵀ w_j, both kept as (b, n) rows (the fast layout for the products).
+    vt_rows = _flat_matmul(jnp.swapaxes(_wy_factor(w), -1, -2), w)
     vh = jnp.conj(w)
     # Q = H₁…H_m·diag(sign) applied to the first m columns of I, from the last
     # block to the first: block j changes only rows and columns >= j·b, and
@@ -225,8 +261,10 @@ def householder_matrices(draws: Array, n: int, m: int, *, block_size: int | None
         def apply_block(step: Array | int, c: Array, end: int = end, k_lo: int = k_lo) -> Array:
             block = end - 1 - step
             vh_j = jax.lax.dynamic_index_in_dim(vh, block, axis=vh.ndim - 3, keepdims=False)
-            vt_j = jax.lax.dynamic_index_in_dim(vt, block, axis=vt.ndim - 3, keepdims=False)
-            return c - matmul(vt_j[..., k_lo:, :], matmul(vh_j[..., k_lo:], c))
+            vt_j = jax.lax.dynamic_index_in_dim(vt_rows, block, axis=vt_rows.ndim - 3,
+                                                keepdims=False)
+            y = matmul(vh_j[..., k_lo:], c)
+            return c - matmul(jnp.swapaxes(vt_j[..., k_lo:], -1, -2), y)
 
         window = q[..., k_lo:, k_lo:]
         if end - first == 1:

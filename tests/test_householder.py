@@ -127,3 +127,16 @@ def test_default_plan_is_bounded():
     for n, m in [(64, 64), (1024, 1024), (8192, 8192), (8192, 100)]:
         b = householder.default_block_size(n, m)
         assert len(_stage_plan(n, m, b, householder.MAX_STAGES)) <= householder.MAX_STAGES
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+@pytest.mark.parametrize("block_size", [64, 100, 128])
+def test_stacks_with_merged_wy_factors(dtype, block_size):
+    # Blocks larger than the leaf size build T by merging; with a batch axis this once
+    # crashed XLA's CPU compiler (products with several batch axes).
+    keys = jax.random.split(jax.random.key(6), 3)
+    q = jax.jit(lambda k: householder_sampler(k, 130, 120, np.dtype(dtype),
+                                              block_size=block_size))(keys)
+    assert_orthogonal(q, batch_axis=0)
+    single = householder_sampler(keys[1], 130, 120, np.dtype(dtype), block_size=block_size)
+    np.testing.assert_allclose(q[1], single, rtol=0, atol=2e-6)
