@@ -32,8 +32,8 @@ import time
 
 # name -> shape, or a list of shapes for a sequence in one process, or "nnx"
 CASES: dict[str, object] = {
-    **{str(n): (n, n) for n in (8, 32, 96, 128, 256, 384, 512, 768, 1024, 1536, 2048, 4096,
-                                8192)},
+    **{str(n): (n, n) for n in (8, 32, 96, 128, 256, 384, 512, 768, 1000, 1024, 1536,
+                                2048, 4096, 8192)},
     "tall": (4096, 512),
     "stack64": (64, 256, 256),
     "stack16": (16, 1024, 1024),

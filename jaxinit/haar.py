@@ -45,6 +45,7 @@ __all__ = [
     "haar_matrices",
     "map_matrices",
     "matmul",
+    "matrix_shape",
     "qr_sampler",
     "sign_corrected_qr",
     "slice_keys",
@@ -150,7 +151,8 @@ class DrawSampler:
         return self.transform(jax.lax.optimization_barrier(z), n, m)
 
 
-def _matrix_shape(n: int, m: int) -> tuple[int, int]:
+def matrix_shape(n: int, m: int) -> tuple[int, int]:
+    """The draw of the samplers that transform a Gaussian ``n × m`` matrix."""
     return (n, m)
 
 
@@ -162,7 +164,7 @@ def _sign_corrected_qrs(z: Array, n: int, m: int) -> Array:
 #: QR of a Gaussian ``n × m`` matrix per key, with the sign correction. For one
 #: key this is the computation of ``jax.random.orthogonal(key, n, m=m)`` (same
 #: bits); for a batch, the same per matrix, one QR at a time on CPU.
-qr_sampler = DrawSampler(_matrix_shape, _sign_corrected_qrs)
+qr_sampler = DrawSampler(matrix_shape, _sign_corrected_qrs)
 
 
 #: Eager draws of at most this many numbers come from programs shared by all

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ from jaxinit.haar import (
     Sampler,
     eager_gaussians,
     haar_matrices,
+    matrix_shape,
     qr_sampler,
     slice_keys,
     take_gaussians,
@@ -57,18 +58,14 @@ from jaxinit.sharding import constrain
 
 __all__ = ["SAMPLERS", "auto_method", "orthogonal"]
 
-def _matrix(n: int, m: int) -> tuple[int, int]:
-    return (n, m)
-
-
 #: Method name -> sampler. Every entry is exact (Haar); one line adds a method.
 SAMPLERS: dict[str, Sampler] = {
     "qr": qr_sampler,
     "householder": DrawSampler(householder.draw_shape, householder.householder_matrices),
-    "gram_schmidt": DrawSampler(_matrix, orthogonal_recipes.gram_schmidt),
+    "gram_schmidt": DrawSampler(matrix_shape, orthogonal_recipes.gram_schmidt),
     "svd": orthogonal_recipes.svd_sampler,
-    "cholesky_qr2": DrawSampler(_matrix, orthogonal_recipes.cholesky_qr2),
-    "polar": DrawSampler(_matrix, orthogonal_recipes.polar),
+    "cholesky_qr2": DrawSampler(matrix_shape, orthogonal_recipes.cholesky_qr2),
+    "polar": DrawSampler(matrix_shape, orthogonal_recipes.polar),
 }
 
 #: On CPU, one matrix ``n × m`` with ``n·m² <= CPU_QR_MAX_WORK`` (up to about
@@ -152,8 +149,7 @@ def _orthogonal_from_draws(draws: Array, scale: Array, *, dims: tuple[int, ...],
     del dtype
     plan = _plan(dims, column_axis, batch_axes, num_blocks)
     tall, short = max(plan.rows, plan.cols), min(plan.rows, plan.cols)
-    sampler = SAMPLERS[method]
-    assert isinstance(sampler, DrawSampler)
+    sampler = cast(DrawSampler, SAMPLERS[method])
     z = take_gaussians(draws, plan.batch_shape, sampler.draw_shape(tall, short))
     return _place(sampler.from_draws(z, tall, short), scale, dims, column_axis, batch_axes,
                   num_blocks, sharding)
