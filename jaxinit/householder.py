@@ -6,34 +6,35 @@ the partially reduced matrix. The earlier reflectors are orthogonal maps that
 do not depend on the columns to their right, so that sub-column is again a
 fresh standard Gaussian vector of length ``n - k``, independent of everything
 before it. The reflectors can therefore be drawn directly, one Gaussian vector
-each, and the factorization itself skipped: only ``Q = H₁H₂…H_m`` is formed.
-Here block ``j`` of ``b`` reflectors takes its vectors from the lower trapezoid
-of a fresh ``n × b`` Gaussian panel (key ``fold_in(key, j)``), drawn inside its
-loop step so that no ``n × m`` Gaussian matrix is held in memory.
-Multiplying column ``k`` by the sign (the phase, for complex) of ``R``'s
-diagonal entry ``β_k`` gives the ``Q`` of the QR with positive ``diag(R)``,
-which is exactly Haar distributed (Mezzadri 2007, "How to generate random
-matrices from the classical compact groups", Notices AMS 54(5)).
+each -- ``n·m - m(m-1)/2`` numbers in all, about half of ``Z`` -- and the
+factorization itself skipped: only ``Q = H₁H₂…H_m`` is formed. Multiplying
+column ``k`` by the sign (the phase, for complex) of ``R``'s diagonal entry
+``β_k`` gives the ``Q`` of the QR with positive ``diag(R)``, which is exactly
+Haar distributed (Mezzadri 2007, "How to generate random matrices from the
+classical compact groups", Notices AMS 54(5)).
 
-Reflector ``k`` is built as LAPACK's ``larfg`` does: for ``x = (α, x₂)``,
-``β = -sign(Re α)·‖x‖``, ``τ = (β - α)/β`` and ``v = (1, x₂/(α - β))``, so that
-``(I - τ v vᴴ)ᴴ x = β e₁``.
+The vectors are drawn in one call, before any loop, packed two to a row
+(:func:`reflector_draws`): vector ``k`` is a fixed part of that draw whatever
+the block size and the loop plan below, which change only the rounding.
+
+Reflector ``k`` of a vector ``x = (α, x₂)`` is ``H = I - 2vvᴴ/(vᴴv)`` with
+``v = x + φ‖x‖e₁``, ``φ = α/|α|``: ``Hx = -φ‖x‖e₁`` (for real data, LAPACK's
+``larfg`` reflector), so the phase of ``R``'s diagonal entry is ``-φ``.
 
 ``Q`` is accumulated from the last block of ``b`` reflectors to the first, as
 LAPACK's ``orgqr`` does, each block touching only the trailing rows and
 columns, with the compact-WY form ``H_k…H_{k+b-1} = I - V T Vᴴ`` where
-``T⁻¹ = striu(VᴴV) + diag(1/τ)`` (Joffrain et al. 2006, "Accumulating
-Householder transformations, revisited", ACM TOMS 32(2)). ``T`` needs no
-triangular solve: with ``T⁻¹ = D + N``, ``N`` strictly upper triangular and
-``M = -D⁻¹N`` nilpotent, ``T = (I + M)(I + M²)(I + M⁴)… D⁻¹``, i.e. ``log₂ b``
-small matrix products. The blocks run in a few rolled loops ("stages"), each
-on a fixed trailing window, so the program size does not grow with ``m``.
+``T⁻¹ = striu(VᴴV) + diag(1/τ)`` and here ``1/τ_i = v_iᴴv_i/2`` (Joffrain et
+al. 2006, "Accumulating Householder transformations, revisited", ACM TOMS
+32(2)). ``T`` needs no triangular solve: with ``T⁻¹ = D + N``, ``N`` strictly
+upper triangular and ``M = -D⁻¹N`` nilpotent, ``T = (I + M)(I + M²)(I + M⁴)…
+D⁻¹``, i.e. ``log₂ b`` small matrix products. The reflectors and ``T`` of all
+blocks are computed at once, before the accumulation; the blocks then run in
+a few rolled loops ("stages") of three matrix products each, each stage on a
+fixed trailing window, so the program size does not grow with ``m``.
 Nearly all of the ``≈ 4/3·n³`` flops (square case) are large matrix products,
-batched over any leading axes, and no LAPACK routine is called at all
-(batched LAPACK calls can deadlock on CPU with jaxlib 0.10; see
-:mod:`jaxinit.orthogonal`). Every matrix product asks for
-``Precision.HIGHEST``, which keeps TPUs (bf16 passes) and GPUs (TF32) from
-losing orthogonality.
+batched over any leading axes, and no LAPACK routine is called at all.
+Every matrix product asks for ``Precision.HIGHEST``.
 """
 
 from __future__ import annotations
@@ -44,98 +45,160 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.core import Array
+from jaxinit.core import Array, is_complex
+from jaxinit.haar import gaussian, matmul
 
-__all__ = ["default_block_size", "householder_sampler"]
+__all__ = [
+    "default_block_size",
+    "draw_shape",
+    "householder_matrices",
+    "householder_sampler",
+    "reflector_draws",
+]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
-
-#: Most loop stages (see `_stage_plan`); each compiles one loop body, so this
-#: bounds the compiled program: measured compile time ~1.3 s for n = 1024, 4096
-#: and 16384 alike; the extra (zero) work is <= 1.22x the exact work (n = 8192).
+#: Most loop stages (see `_stage_plan`); each compiles one loop body of two
+#: matrix products (~0.1 s). Below ``SINGLE_STAGE_WORK`` (the sum of ``n·m²``
+#: over the matrices) one stage is used: its extra (zero) work, up to ~2.7x the
+#: exact, costs less than compiling more bodies; above, six stages keep the
+#: work within ~1.15x the exact (measured warm at n = 1024, 2-core CPU: 4
+#: stages 34 ms, 6 stages 32 ms; benchmarks/orthogonal.py).
 MAX_STAGES = 6
+SINGLE_STAGE_WORK = 1 << 29
 
 
-def default_block_size(n: int, m: int, batch: int = 1) -> int:
-    """Reflectors per compact-WY block for ``batch`` matrices ``n × m`` (``n >= m``).
+def default_block_size(n: int, m: int) -> int:
+    """Reflectors per compact-WY block for ``n × m`` matrices (``n >= m``).
 
-    Measured on a 2-core CPU (float32, benchmarks/orthogonal.py): b = 128 is
-    fastest for m >= 2048 (b = 64 and 256 within ~10%), b = 64 for single
-    smaller matrices (256 × 256: 0.84 ms against 1.19 ms with b = 16). Building
-    T costs ~4·log₂(b)·b³ flops per block, not negligible against the ~4/3·m³
-    of the accumulation for small m; once a batch amortizes the per-block
-    overhead, small blocks win (64 × 256 × 256: b = 16 0.054 s, b = 32 0.065 s,
-    b = 64 0.081 s).
+    Chosen from warm timings on the machine these defaults were measured on (a
+    2-core AMD EPYC, float32; ``benchmarks/orthogonal.py --block-sizes`` runs
+    the same sweep on any machine): 32 up to m = 256 (a stack of 64 matrices
+    256 × 256: b = 16, 32 and 64 within 15%), 64 up to m = 1024 (1024 × 1024:
+    b = 32, 64 and 128 within 5%), 128 above (2048 × 2048: b = 128 and 256
+    within 2%, b = 64 ~20% slower). Larger blocks run their products closer
+    to matrix-multiply speed but cost more in ``T`` and in zero work.
     """
     del n
-    if batch >= 8 and m <= 512:
-        return 16 if m <= 256 else 32
-    return 64 if m <= 1024 else 128
+    return 32 if m <= 256 else 64 if m <= 1024 else 128
 
 
-def _mT(x: Array) -> Array:
-    return jnp.swapaxes(x, -1, -2)
+def _packing(n: int, m: int) -> tuple[int, int]:
+    """``(rows, length)`` of the packed draw: vectors ``k`` and ``m' - 1 - k`` share a row."""
+    even = m + m % 2
+    return even // 2, 2 * n - even + 1
 
 
-def _matmul(a: Array, b: Array) -> Array:
-    return jnp.matmul(a, b, precision=_HIGHEST)
+def reflector_draws(keys: Array, n: int, m: int, dtype: np.dtype) -> Array:
+    """The Gaussian vectors of the ``m`` reflectors of each matrix, packed.
+
+    Shape ``(*keys.shape, P, R)`` with ``P = ceil(m/2)``, ``R = 2n - m' + 1``
+    (``m'`` = m rounded up to even): row ``p`` holds vector ``p`` (length
+    ``n - p``) reversed at its start and vector ``m' - 1 - p`` (length
+    ``n - m' + 1 + p``) at its end, so every row has the same length.
+    """
+    return gaussian(keys, _packing(n, m), dtype)
 
 
-def _reflectors(x: Array, offset: Array | int) -> tuple[Array, Array, Array]:
-    """Householder reflectors of the columns of a Gaussian block ``x`` (..., L, b).
+def _unpack(draws: Array, n: int, m: int) -> Array:
+    """``(..., m, n)``: row ``k`` holds vector ``k`` in its last ``n - k`` entries
+    (the entries before are other vectors', ignored by `_reflectors`)."""
+    rows, length = draws.shape[-2:]
+    k = np.arange(m)
+    starts_row = k < rows
+    packed = jnp.take(draws, np.where(starts_row, k, 2 * rows - 1 - k), axis=-2)
+    head = jnp.flip(packed[..., :n], axis=-1)
+    return jnp.where(starts_row[:, None], head, packed[..., length - n:])
 
-    Column ``i`` is the reflector of global column ``offset + i`` of the
-    window: it uses only rows ``offset + i + 1:`` of ``x`` below its unit
-    diagonal entry at row ``offset + i``; the other entries are ignored.
+
+def _reflectors(x: Array) -> tuple[Array, Array]:
+    """Householder vectors of the rows of ``x`` (..., m, n): row ``k`` reflects
+    entries ``k:`` (``k`` is the diagonal); entries before ``k`` are ignored.
+
+    For ``x = (α, x₂)`` the reflector ``H = I - 2 v vᴴ / (vᴴv)`` with
+    ``v = x + φ‖x‖e₁``, ``φ = α/|α|`` (1 for ``α = 0``), maps ``x`` to
+    ``-φ‖x‖e₁``: the diagonal entry of ``R`` has the phase ``-φ``. (For real
+    data this is LAPACK's ``larfg`` reflector, scaled differently.)
 
     Returns:
-      ``V`` (..., L, b), zero above the unit entries; ``tau`` (..., b); ``sign``
-      (..., b), the sign of ``β`` (``R``'s diagonal), all in ``x.dtype``.
+      ``W`` (..., m, n) with ``W[k] = vₖᵀ``, zero before ``k``; and ``sign``
+      (..., m), the phase ``-φ`` of ``R``'s diagonal entry.
     """
-    length, b = x.shape[-2:]
-    rows = jax.lax.broadcasted_iota(np.int32, (length, b), 0)
-    diagonal = jax.lax.broadcasted_iota(np.int32, (length, b), 1) + offset
-    zero = jnp.zeros((), x.dtype)
-    below = jnp.where(rows > diagonal, x, zero)
-    alpha = jnp.sum(jnp.where(rows == diagonal, x, zero), axis=-2)
-    # Column sums as a product with ones: XLA's CPU reductions sum in an order
-    # that depends on the batch size, a matrix product per slice does not, so
-    # sharded and unsharded results stay bit-identical.
-    squares = jnp.real(below * jnp.conj(below))
-    below_norm2 = _matmul(jnp.ones((1, length), squares.dtype), squares)[..., 0, :]
-    norm = jnp.sqrt(jnp.real(alpha * jnp.conj(alpha)) + below_norm2)
-    s = jnp.where(jnp.real(alpha) >= 0, 1.0, -1.0).astype(norm.dtype)
-    # A zero vector (probability zero, but a float draw can be exactly 0) gets
-    # the identity (τ = 0) instead of a division by zero.
-    degenerate = norm == 0
-    beta = jnp.where(degenerate, 1.0, -s * norm)
-    denom = jnp.where(degenerate, 1.0, alpha - beta)
-    tau = jnp.where(degenerate, 0.0, (beta - alpha) / beta).astype(x.dtype)
-    v = below / denom[..., None, :] + (rows == diagonal).astype(x.dtype)
-    sign = jnp.where(degenerate, 1.0, -s).astype(x.dtype)
-    return v, tau, sign
+    m, n = x.shape[-2:]
+    column = jax.lax.broadcasted_iota(np.int32, (m, n), 1)
+    diagonal = jax.lax.broadcasted_iota(np.int32, (m, n), 0)
+    tail = jnp.where(column >= diagonal, x, jnp.zeros((), x.dtype))
+    # Row sums as a product with ones: XLA's CPU reductions sum in an order that
+    # depends on the batch size, a matrix product per slice does not, so stacked
+    # and sharded results stay bit-identical.
+    squares = jnp.real(tail * jnp.conj(tail))
+    norm = jnp.sqrt(matmul(squares, jnp.ones((n, 1), squares.dtype))[..., 0])
+    alpha = jnp.diagonal(x, axis1=-2, axis2=-1)
+    if is_complex(x.dtype):
+        magnitude = jnp.abs(alpha)
+        phase = jnp.where(magnitude == 0, jnp.ones((), x.dtype),
+                          alpha / jnp.where(magnitude == 0, 1, magnitude).astype(x.dtype))
+    else:
+        phase = jnp.where(alpha >= 0, 1, -1).astype(x.dtype)
+    w = jnp.where(column == diagonal, tail + (phase * norm.astype(x.dtype))[..., None], tail)
+    return w, -phase
 
 
-def _diag(d: Array) -> Array:
-    return d[..., None, :] * jnp.eye(d.shape[-1], dtype=d.dtype)
+#: `_wy_factor` inverts diagonal blocks of this size by a Neumann series, then
+#: merges pairs of blocks up to the block size.
+_LEAF = 32
 
 
-def _wy_factor(v: Array, tau: Array) -> Array:
-    """The upper-triangular ``T`` with ``H₁…H_b = I - V T Vᴴ``, by matrix products only."""
-    b = v.shape[-1]
-    gram = _matmul(jnp.conj(_mT(v)), v)
-    strict_upper = jnp.triu(gram, 1)
-    m = -tau[..., :, None] * strict_upper  # -D⁻¹N with D = diag(1/τ)
-    eye = jnp.eye(b, dtype=v.dtype)
+def _flat_matmul(a: Array, b: Array) -> Array:
+    """``a @ b`` for stacks with the same leading axes, as one batch axis (XLA's CPU
+    compiler fails on some products with several batch axes)."""
+    lead = a.shape[:-2]
+    out = matmul(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+    return out.reshape(*lead, *out.shape[-2:])
 
-    def double(_: int, carry: tuple[Array, Array]) -> tuple[Array, Array]:
-        partial_sum, power = carry  # Σ_{i<2^k} Mⁱ and M^(2^k)
-        power = _matmul(power, power)
-        return partial_sum + _matmul(partial_sum, power), power
 
-    steps = max(math.ceil(math.log2(b)) - 1, 0)
-    partial_sum, _ = jax.lax.fori_loop(0, steps, double, (eye + m, m))
-    return partial_sum * tau[..., None, :]
+def _diagonal_blocks(a: Array, size: int) -> Array:
+    """The ``size × size`` diagonal blocks of matrices (..., b, b): (..., b/size, size, size)."""
+    b = a.shape[-1]
+    count = b // size
+    blocks = a.reshape(*a.shape[:-2], count, size, count, size)
+    return jnp.moveaxis(jnp.diagonal(blocks, axis1=-4, axis2=-2), -1, -3)
+
+
+def _wy_factor(w: Array) -> Array:
+    """The upper-triangular ``T`` with ``H₁…H_b = I - V T Vᴴ`` for ``V = wᵀ`` (..., b, n).
+
+    With ``G = VᴴV`` and ``H_i = I - τ_i v_i v_iᴴ``, ``τ_i = 2/G_ii``:
+    ``T⁻¹ = U = striu(G) + diag(G)/2``, inverted by products only: the
+    diagonal blocks of size ``_LEAF`` by the Neumann product
+    ``(D + N)⁻¹ = (I + M)(I + M²)(I + M⁴)… D⁻¹``, ``M = -D⁻¹N`` nilpotent,
+    then pairs of neighbouring blocks merged, ``[[A, B], [0, C]]⁻¹ =
+    [[A⁻¹, -A⁻¹BC⁻¹], [0, C⁻¹]]``, up to ``b``. A zero vector (a zero draw,
+    probability zero) is the identity (``τ = 0``).
+    """
+    b = w.shape[-2]
+    gram = _flat_matmul(jnp.conj(w), jnp.swapaxes(w, -1, -2))
+    half = jnp.real(jnp.diagonal(gram, axis1=-2, axis2=-1)) / 2
+    tau = jnp.where(half > 0, 1 / jnp.where(half > 0, half, 1), 0).astype(w.dtype)
+    # T = S·D⁻¹ with S = (I - D⁻¹N)⁻¹ = (D⁻¹U)⁻¹: invert the unit triangular D⁻¹U,
+    # padded with identity rows to a power of two.
+    padded = 1 << (b - 1).bit_length()
+    leaf = min(_LEAF, padded)
+    unit = tau[..., :, None] * jnp.triu(gram, 1)  # -M
+    unit = jnp.pad(unit, [(0, 0)] * (unit.ndim - 2) + [(0, padded - b)] * 2)
+    power = _diagonal_blocks(-unit, leaf)
+    inverse = jnp.eye(leaf, dtype=w.dtype) + power
+    for _ in range(max(math.ceil(math.log2(leaf)) - 1, 0)):
+        power = _flat_matmul(power, power)
+        inverse = inverse + _flat_matmul(inverse, power)
+    size = leaf
+    while size < padded:
+        upper = _diagonal_blocks(unit, 2 * size)[..., :size, size:]
+        first, second = inverse[..., 0::2, :, :], inverse[..., 1::2, :, :]
+        corner = -_flat_matmul(first, _flat_matmul(upper, second))
+        top = jnp.concatenate([first, corner], axis=-1)
+        bottom = jnp.concatenate([jnp.zeros_like(second), second], axis=-1)
+        inverse = jnp.concatenate([top, bottom], axis=-2)
+        size *= 2
+    return inverse[..., 0, :b, :b] * tau[..., None, :]
 
 
 def _stage_plan(n: int, m: int, b: int, max_stages: int) -> list[tuple[int, int]]:
@@ -143,10 +206,9 @@ def _stage_plan(n: int, m: int, b: int, max_stages: int) -> list[tuple[int, int]
 
     A stage runs as one rolled loop on the fixed trailing window that its first
     block needs, so its later blocks do some extra (exactly zero) work; the
-    grouping minimizes that work by dynamic programming. A ragged last block
-    forms its own stage.
+    grouping minimizes that work by dynamic programming.
     """
-    full = m // b
+    blocks = -(-m // b)
     def cost(first: int, end: int) -> int:
         return (end - first) * (n - first * b) * (m - first * b)
     # plans[s][covered] = (cost, stages): the cheapest s-stage cover of the first blocks.
@@ -154,56 +216,66 @@ def _stage_plan(n: int, m: int, b: int, max_stages: int) -> list[tuple[int, int]
     for _ in range(max_stages):
         nxt: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         for covered, (c, stages) in plans[-1].items():
-            for end in range(covered + 1, full + 1):
+            for end in range(covered + 1, blocks + 1):
                 cand = (c + cost(covered, end), [*stages, (covered, end)])
                 if end not in nxt or cand[0] < nxt[end][0]:
                     nxt[end] = cand
         plans.append(nxt)
-    stages = min((p[full] for p in plans if full in p), key=lambda p: p[0])[1] if full else []
-    if m % b:
-        stages.append((full, full + 1))
-    return stages
+    return min((p[blocks] for p in plans if blocks in p), key=lambda p: p[0])[1]
 
 
-def householder_sampler(
-    key: Array,
-    batch_shape: tuple[int, ...],
-    n: int,
-    m: int,
-    dtype: np.dtype,
-    *,
-    block_size: int | None = None,
-) -> Array:
-    """Haar ``(*batch_shape, n, m)`` matrices with orthonormal columns (``n >= m``).
+def householder_sampler(keys: Array, n: int, m: int, dtype: np.dtype, *,
+                        block_size: int | None = None, max_stages: int | None = None) -> Array:
+    """Haar ``(*keys.shape, n, m)`` matrices with orthonormal columns (``n >= m``).
 
     ``dtype`` is float32/float64 (orthogonal) or complex64/complex128 (unitary);
-    every ``n × m`` slice is independent. See the module docstring.
+    matrix ``i`` depends on ``keys[i]`` alone. See the module docstring.
     """
     if n < m:
         raise ValueError(f"householder_sampler: needs n >= m, got n={n}, m={m}.")
-    dtype = np.dtype(dtype)
-    b = min(block_size or default_block_size(n, m, math.prod(batch_shape)), m)
-    batch_zeros = (0,) * len(batch_shape)
-    q = jnp.zeros((*batch_shape, n, m), dtype)
-    for first, end in reversed(_stage_plan(n, m, b, MAX_STAGES)):
-        k_lo = first * b
-        width = min(b, m - k_lo)
+    return householder_matrices(reflector_draws(keys, n, m, np.dtype(dtype)), n, m,
+                                block_size=block_size, max_stages=max_stages)
 
-        def apply_block(step: Array | int, c: Array, end: int = end, k_lo: int = k_lo,
-                        width: int = width) -> Array:
+
+def draw_shape(n: int, m: int) -> tuple[int, int]:
+    """The shape of one matrix's :func:`reflector_draws`."""
+    return _packing(n, m)
+
+
+def householder_matrices(draws: Array, n: int, m: int, *, block_size: int | None = None,
+                         max_stages: int | None = None) -> Array:
+    """The matrices of :func:`householder_sampler` from their :func:`reflector_draws`."""
+    dtype = np.dtype(draws.dtype)
+    b = min(block_size or default_block_size(n, m), m)
+    if max_stages is None:
+        work = math.prod(draws.shape[:-2]) * n * m * m
+        max_stages = 1 if work < SINGLE_STAGE_WORK else MAX_STAGES
+    blocks = -(-m // b)
+    w, sign = _reflectors(_unpack(draws, n, m))
+    if blocks * b > m:  # a ragged last block, padded with zero vectors (identities)
+        w = jnp.pad(w, [(0, 0)] * (w.ndim - 2) + [(0, blocks * b - m), (0, 0)])
+    w = w.reshape(*w.shape[:-2], blocks, b, n)
+    # Block j is I - V T Vᴴ with V = w_jᵀ: the loops need Vᴴ = conj(w_j) and
+    # (V T)ᵀ = Tᵀ w_j, both kept as (b, n) rows (the fast layout for the products).
+    vt_rows = _flat_matmul(jnp.swapaxes(_wy_factor(w), -1, -2), w)
+    vh = jnp.conj(w)
+    # Q = H₁…H_m·diag(sign) applied to the first m columns of I, from the last
+    # block to the first: block j changes only rows and columns >= j·b, and
+    # its rows above j·b are exact zeros, so every block can work on the
+    # whole trailing window of its stage.
+    row = jax.lax.broadcasted_iota(np.int32, (n, m), 0)
+    col = jax.lax.broadcasted_iota(np.int32, (n, m), 1)
+    q = jnp.where(row == col, sign[..., None, :], jnp.zeros((), dtype))
+    for first, end in reversed(_stage_plan(n, m, b, max_stages)):
+        k_lo = first * b
+
+        def apply_block(step: Array | int, c: Array, end: int = end, k_lo: int = k_lo) -> Array:
             block = end - 1 - step
-            offset = block * b - k_lo
-            # Block j's reflectors are drawn as the lower trapezoid of a fresh
-            # Gaussian (n, b) panel: column k uses rows k: only. The full-height
-            # draw keeps the values independent of the stage plan.
-            x = jax.random.normal(jax.random.fold_in(key, block), (*batch_shape, n, width),
-                                  dtype)[..., k_lo:, :]
-            v, tau, sign = _reflectors(x, offset)
-            t = _wy_factor(v, tau)
-            # The block's own columns, still untouched (zero), become diag(sign)·e_k.
-            c = jax.lax.dynamic_update_slice(c, _diag(sign), (*batch_zeros, offset, offset))
-            y = _matmul(t, _matmul(jnp.conj(_mT(v)), c))
-            return c - _matmul(v, y)
+            vh_j = jax.lax.dynamic_index_in_dim(vh, block, axis=vh.ndim - 3, keepdims=False)
+            vt_j = jax.lax.dynamic_index_in_dim(vt_rows, block, axis=vt_rows.ndim - 3,
+                                                keepdims=False)
+            y = matmul(vh_j[..., k_lo:], c)
+            return c - matmul(jnp.swapaxes(vt_j[..., k_lo:], -1, -2), y)
 
         window = q[..., k_lo:, k_lo:]
         if end - first == 1:

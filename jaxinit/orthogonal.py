@@ -1,32 +1,35 @@
 """Haar-distributed (semi-)orthogonal initializers, batched, blocked and shardable.
 
-:func:`orthogonal` forms matrices from a weight shape, asks a *sampler* for Haar
-matrices with orthonormal columns, and puts them back in place. A sampler is
-``sampler(key, batch_shape, n, m, dtype) -> Array`` of shape
-``(*batch_shape, n, m)`` with ``n >= m``: every ``n × m`` slice independent and
-distributed as the ``Q`` of the QR of an ``n × m`` Gaussian matrix with
-positive ``diag(R)``, computed in ``dtype`` (float32, float64, complex64 or
-complex128). :data:`SAMPLERS` maps each ``method`` name to its sampler.
+:func:`orthogonal` forms matrices from a weight shape, asks a sampler
+(:data:`jaxinit.haar.Sampler`) for Haar matrices with orthonormal columns, one
+per key, and puts them back in place. :data:`SAMPLERS` maps each ``method``
+name to its sampler; the samplers live in the kernel modules
+(:mod:`jaxinit.haar`, :mod:`jaxinit.householder`,
+:mod:`jaxinit.orthogonal_recipes`).
 
-Batched LAPACK calls on CPU (jaxlib 0.10) can deadlock when several of them
-run in one program, so no sampler here issues one: ``"qr"`` maps unbatched QRs
-over the slices, ``"householder"`` calls no LAPACK routine at all.
+Keys: a single matrix is drawn from the key itself (so ``method="qr"`` gives
+the bits of ``jax.nn.initializers.orthogonal``); matrix ``i`` of a stack (the
+``batch_axis`` slices and ``num_blocks`` blocks, in row-major order) from
+``jax.random.fold_in(key, i)`` (:func:`jaxinit.haar.slice_keys`), so it does
+not depend on the size of the stack. Under a user's ``jax.vmap`` the call
+becomes one batched sampler call on the stacked keys
+(:func:`jaxinit.haar.haar_matrices`), and no program issues a batched LAPACK
+call, which can deadlock on CPU (jaxlib 0.10).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
-from jaxinit import orthogonal_recipes
-from jaxinit.contract import initializer
+from jaxinit import householder, orthogonal_recipes
+from jaxinit.contract import initializer, scale_samples
 from jaxinit.core import (
     Array,
     AxisLike,
@@ -40,91 +43,124 @@ from jaxinit.core import (
     is_traced,
     normalize_axes,
 )
-from jaxinit.householder import householder_sampler
+from jaxinit.haar import (
+    DrawSampler,
+    Sampler,
+    eager_gaussians,
+    haar_matrices,
+    matrix_shape,
+    qr_sampler,
+    slice_keys,
+    take_gaussians,
+    typed_keys,
+)
 from jaxinit.sharding import constrain
 
-__all__ = ["SAMPLERS", "Sampler", "auto_method", "orthogonal", "qr_sampler"]
-
-Sampler: TypeAlias = Callable[[Array, tuple[int, ...], int, int, np.dtype], Array]
-
-
-def _sign_corrected_qr(z: Array) -> Array:
-    q, r = jnp.linalg.qr(z)
-    # Mezzadri's correction: scale column k by the sign (phase) of R_kk, so
-    # that Q is the factor of the QR with positive diagonal, which is Haar.
-    return q * jnp.expand_dims(jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1)), -2)
-
-
-def qr_sampler(key: Array, batch_shape: tuple[int, ...], n: int, m: int,
-               dtype: np.dtype) -> Array:
-    """QR of a Gaussian ``(*batch_shape, n, m)`` matrix with the sign correction.
-
-    Unbatched, this is the computation of ``jax.random.orthogonal`` (same bits).
-    Batched, it maps unbatched QRs over the slices (values as a batched QR of
-    the same Gaussian draw) rather than issuing one batched LAPACK QR.
-    """
-    z = jax.random.normal(key, (*batch_shape, n, m), dtype)
-    if not batch_shape:
-        return _sign_corrected_qr(z)
-    q = jax.lax.map(_sign_corrected_qr, z.reshape(-1, n, m))
-    return q.reshape(*batch_shape, n, m)
-
+__all__ = ["SAMPLERS", "auto_method", "orthogonal"]
 
 #: Method name -> sampler. Every entry is exact (Haar); one line adds a method.
 SAMPLERS: dict[str, Sampler] = {
     "qr": qr_sampler,
-    "householder": householder_sampler,
-    "gram_schmidt": orthogonal_recipes.gram_schmidt_sampler,
+    "householder": DrawSampler(householder.draw_shape, householder.householder_matrices),
+    "gram_schmidt": DrawSampler(matrix_shape, orthogonal_recipes.gram_schmidt),
     "svd": orthogonal_recipes.svd_sampler,
-    "cholesky_qr2": orthogonal_recipes.cholesky_qr2_sampler,
-    "polar": orthogonal_recipes.polar_sampler,
+    "cholesky_qr2": DrawSampler(matrix_shape, orthogonal_recipes.cholesky_qr2),
+    "polar": DrawSampler(matrix_shape, orthogonal_recipes.polar),
 }
 
-#: On CPU, matrices with at most this many columns (their smaller side), in
-#: batches of at most CPU_QR_MAX_BATCH, are sampled faster by LAPACK's QR than by
-#: the blocked Householder accumulation (measured, 2-core CPU: 32×32 0.04 vs
-#: 0.07 ms, 64×64 0.22 vs 0.23 ms, 128×128 0.61 vs 0.36 ms, 8×32×32 0.25 vs
-#: 0.55 ms; 256×256 4.7 vs 0.84 ms).
-CPU_QR_MAX_COLUMNS = 64
-CPU_QR_MAX_BATCH = 8
+#: On CPU, one matrix ``n × m`` with ``n·m² <= CPU_QR_MAX_WORK`` (up to about
+#: 1023 × 1023) is made by
+#: LAPACK's QR: for one call -- compile plus run, what a model's set-up pays --
+#: it is cheaper there than the Householder accumulation, whose larger program
+#: takes longer to compile (benchmarks/first_call.py).
+CPU_QR_MAX_WORK = 1024**3 - 1
+
+#: On CPU, the matrices of a stack (``batch_axis`` slices, ``num_blocks``
+#: blocks) with at most this many columns are made by LAPACK's QR, one at a
+#: time; larger ones by the Householder accumulation, batched (several times
+#: faster, benchmarks/orthogonal.py).
+CPU_QR_MAX_STACK_COLUMNS = 64
 
 
-def auto_method(batch_size: int, n: int, m: int, backend: str | None = None) -> str:
-    """The method ``method="auto"`` picks for ``batch_size`` matrices ``n × m`` (n >= m).
+def auto_method(n: int, m: int, count: int = 1, backend: str | None = None) -> str:
+    """The method ``method="auto"`` picks for ``count`` matrices ``n × m`` (``n >= m``).
 
-    ``"qr"`` on CPU for at most :data:`CPU_QR_MAX_BATCH` matrices with at most
-    :data:`CPU_QR_MAX_COLUMNS` columns, where a few small LAPACK calls are
-    cheapest; ``"householder"`` otherwise and on every other backend (there
-    its matrix products are what accelerators run fastest).
+    On CPU, ``"qr"`` for one matrix with ``n·m² <=`` :data:`CPU_QR_MAX_WORK`
+    or a stack of matrices with at most :data:`CPU_QR_MAX_STACK_COLUMNS`
+    columns, ``"householder"`` otherwise; ``"householder"`` on every other
+    backend (its matrix products are what accelerators run fastest). ``count``
+    is the number of matrices in the weight itself: a ``jax.vmap`` over keys
+    does not change it, so a vmapped call uses the method (and gives the
+    values) of the single calls.
     """
-    del n
     backend = backend or jax.default_backend()
-    if backend == "cpu" and batch_size <= CPU_QR_MAX_BATCH and m <= CPU_QR_MAX_COLUMNS:
-        return "qr"
-    return "householder"
+    if backend != "cpu":
+        return "householder"
+    if count == 1:
+        return "qr" if n * m * m <= CPU_QR_MAX_WORK else "householder"
+    return "qr" if m <= CPU_QR_MAX_STACK_COLUMNS else "householder"
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("dims", "column_axis", "batch_axes", "num_blocks", "method", "dtype",
-                     "sharding"),
-)
+class _Plan(NamedTuple):
+    """How a weight shape is read as ``batch_shape`` matrices ``rows × cols``."""
+
+    batch_dims: tuple[int, ...]
+    row_dims: tuple[int, ...]
+    row_axes: tuple[int, ...]
+    batch_shape: tuple[int, ...]  # batch_dims, then the block index
+    rows: int
+    cols: int
+
+
+def _plan(dims: tuple[int, ...], column_axis: int, batch_axes: tuple[int, ...],
+          num_blocks: int) -> _Plan:
+    row_axes = tuple(a for a in range(len(dims)) if a != column_axis and a not in batch_axes)
+    batch_dims = tuple(dims[a] for a in batch_axes)
+    row_dims = tuple(dims[a] for a in row_axes)
+    # With blocks, the block index is one more batch axis (kept out otherwise,
+    # so that a plain matrix is drawn exactly as JAX draws it).
+    batch_shape = batch_dims + ((num_blocks,) if num_blocks > 1 else ())
+    return _Plan(batch_dims, row_dims, row_axes, batch_shape, math.prod(row_dims),
+                 dims[column_axis] // num_blocks)
+
+
+_STATIC = ("dims", "column_axis", "batch_axes", "num_blocks", "method", "dtype", "sharding")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
 def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column_axis: int,
                       batch_axes: tuple[int, ...], num_blocks: int, method: str,
                       dtype: np.dtype, sharding: NamedSharding | None) -> Array:
     """Scaled Haar matrices laid out in ``dims``, computed in ``dtype``."""
-    row_axes = tuple(a for a in range(len(dims)) if a != column_axis and a not in batch_axes)
-    batch_dims = tuple(dims[a] for a in batch_axes)
-    row_dims = tuple(dims[a] for a in row_axes)
-    rows, cols = math.prod(row_dims), dims[column_axis] // num_blocks
-    # With blocks, the block index is one more batch axis (kept out otherwise,
-    # so that a plain matrix is drawn exactly as JAX draws it).
-    batch_shape = batch_dims + ((num_blocks,) if num_blocks > 1 else ())
-    tall, short = max(rows, cols), min(rows, cols)
-    if method == "auto":
-        method = auto_method(math.prod(batch_shape), tall, short)
-    q = SAMPLERS[method](key, batch_shape, tall, short, dtype)
-    if rows < cols:
+    plan = _plan(dims, column_axis, batch_axes, num_blocks)
+    keys = typed_keys(key)
+    if plan.batch_shape:
+        keys = slice_keys(keys, plan.batch_shape)
+    tall, short = max(plan.rows, plan.cols), min(plan.rows, plan.cols)
+    q = haar_matrices(SAMPLERS[method], keys, tall, short, dtype)
+    return _place(q, scale, dims, column_axis, batch_axes, num_blocks, sharding)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _orthogonal_from_draws(draws: Array, scale: Array, *, dims: tuple[int, ...],
+                           column_axis: int, batch_axes: tuple[int, ...], num_blocks: int,
+                           method: str, dtype: np.dtype, sharding: None) -> Array:
+    """:func:`_orthogonal_array` from its Gaussians (an eager call's shared draw)."""
+    del dtype
+    plan = _plan(dims, column_axis, batch_axes, num_blocks)
+    tall, short = max(plan.rows, plan.cols), min(plan.rows, plan.cols)
+    sampler = cast(DrawSampler, SAMPLERS[method])
+    z = take_gaussians(draws, plan.batch_shape, sampler.draw_shape(tall, short))
+    return _place(sampler.from_draws(z, tall, short), scale, dims, column_axis, batch_axes,
+                  num_blocks, sharding)
+
+
+def _place(q: Array, scale: Array, dims: tuple[int, ...], column_axis: int,
+           batch_axes: tuple[int, ...], num_blocks: int, sharding: NamedSharding | None
+           ) -> Array:
+    """Scales the ``(*batch_shape, tall, short)`` matrices and lays them out in ``dims``."""
+    plan = _plan(dims, column_axis, batch_axes, num_blocks)
+    if plan.rows < plan.cols:
         q = jnp.swapaxes(q, -1, -2)  # a wide matrix: orthonormal rows
     if sharding is not None:
         # Shard the samples along the batch axes as the output will be: the
@@ -134,9 +170,9 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
         q = constrain(q, sharding, inner)
     if num_blocks > 1:
         q = jnp.moveaxis(q, -3, -2)  # (*batch, rows, block, cols)
-    q = q.reshape(*batch_dims, *row_dims, dims[column_axis])
-    q = jnp.transpose(q, tuple(int(a) for a in np.argsort((*batch_axes, *row_axes, column_axis))))
-    return jnp.asarray(scale, dtype) * q
+    q = q.reshape(*plan.batch_dims, *plan.row_dims, dims[column_axis])
+    order = np.argsort((*batch_axes, *plan.row_axes, column_axis))
+    return scale_samples(jnp.transpose(q, tuple(int(a) for a in order)), scale)
 
 
 def orthogonal(
@@ -177,18 +213,36 @@ def orthogonal(
 
     * ``"qr"``: QR of a Gaussian matrix; for every shape and float32/float64/
       complex dtype that ``jax.nn.initializers.orthogonal(scale, column_axis)``
-      accepts, the same bits for the same key. Slices of a batch are mapped
-      one QR at a time (one batched LAPACK QR could deadlock with others).
+      accepts, the same bits for the same key. The matrices of a stack are
+      made one QR at a time.
     * ``"householder"``: draws the Householder reflectors of a Gaussian matrix
-      directly and only accumulates them, in compact-WY blocks, so almost all
-      work is large matrix products (:mod:`jaxinit.householder`): several
-      times faster than ``"qr"`` for large or batched matrices, and no LAPACK.
+      directly (half the random numbers) and only accumulates them, in
+      compact-WY blocks, so almost all work is large matrix products
+      (:mod:`jaxinit.householder`): several times faster than ``"qr"`` for
+      large or stacked matrices, and no LAPACK.
     * ``"gram_schmidt"``, ``"svd"`` (the classic recipes), ``"cholesky_qr2"``
       and ``"polar"`` (matrix-product methods for accelerators, with a checked
       orthogonality bound): see :mod:`jaxinit.orthogonal_recipes`.
-    * ``"auto"`` (default): :func:`auto_method`: on CPU, ``"qr"`` for at most
-      8 matrices of at most 64 columns (their smaller side), else
-      ``"householder"``; ``"householder"`` on GPU/TPU.
+    * ``"auto"`` (default): :func:`auto_method`: on CPU, ``"qr"`` for one
+      matrix smaller than ``1024 × 1024`` (``n·m² < 1024³``) and for stacks of
+      matrices of at most 64 columns, else ``"householder"``;
+      ``"householder"`` on GPU/TPU.
+
+    Keys and transforms: a single matrix is drawn from ``key`` itself; matrix
+    ``i`` of a stack (the slices, then the blocks, in row-major order) from
+    ``jax.random.fold_in(key, i)``, so the first slices of a larger stack are
+    the same matrices. Under ``jax.vmap`` over keys the call is computed as
+    one batched call on the stacked keys: the result for ``keys[i]`` equals
+    ``init(keys[i], shape)`` -- bit for bit with ``"qr"``, ``"svd"`` and
+    ``"cholesky_qr2"`` on CPU (one LAPACK call per matrix), up to rounding
+    (last bits) with the others. No program ever contains a batched LAPACK
+    call, which can deadlock on CPU with jaxlib 0.10.
+
+    Time to first weights: every new shape compiles a program. Eager calls
+    take their random numbers from a program shared by all shapes of a size
+    class, so a new shape compiles only its transform. Across runs, JAX's
+    persistent compilation cache keeps the compiled programs:
+    ``jax.config.update("jax_compilation_cache_dir", "/path/to/cache")``.
 
     16-bit dtypes are computed in float32 and cast once. With ``out_sharding``
     the result is sharded as asked with the values of the unsharded call; with
@@ -242,8 +296,20 @@ def orthogonal(
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype,
              sharding: NamedSharding | None) -> Array:
         col, batch = layout(shape)
-        return _orthogonal_array(key, scale, dims=shape, column_axis=col, batch_axes=batch,
-                                 num_blocks=blocks, method=method, dtype=dtype,
-                                 sharding=sharding)
+        plan = _plan(shape, col, batch, blocks)
+        tall, short = max(plan.rows, plan.cols), min(plan.rows, plan.cols)
+        count = math.prod(plan.batch_shape)
+        chosen = auto_method(tall, short, count) if method == "auto" else method
+        options = dict(dims=shape, column_axis=col, batch_axes=batch, num_blocks=blocks,
+                       method=chosen, dtype=dtype)
+        sampler = SAMPLERS[chosen]
+        if sharding is None and isinstance(sampler, DrawSampler):
+            # An eager call: its Gaussians (the same bits) from a program shared by
+            # many shapes, so that each new shape compiles only the transform.
+            draws = eager_gaussians(key, plan.batch_shape, sampler.draw_shape(tall, short),
+                                    dtype)
+            if draws is not None:
+                return _orthogonal_from_draws(draws, scale, sharding=None, **options)
+        return _orthogonal_array(key, scale, sharding=sharding, **options)
 
     return init

@@ -1,18 +1,19 @@
 """Alternative exact-Haar samplers of matrices with orthonormal columns.
 
-Each sampler has the signature ``sampler(key, batch_shape, n, m, dtype)`` and
-returns an array of shape ``(*batch_shape, n, m)`` with ``n >= m`` whose
-matrices have orthonormal columns and follow the Haar law on the Stiefel
-manifold: the law of the Q factor of the QR factorization, with positive
-diagonal R, of an ``n x m`` standard Gaussian matrix Z (Mezzadri 2007). For a
-complex ``dtype``, Z is complex Gaussian and the law is Haar on the unitary
-group (or its Stiefel manifold). ``dtype`` is the compute dtype: float32,
-float64, complex64 or complex128.
+Each sampler has the signature of :data:`jaxinit.haar.Sampler`,
+``sampler(keys, n, m, dtype)``: for a batch of keys it returns
+``(*keys.shape, n, m)`` matrices (``n >= m``) with orthonormal columns, matrix
+``i`` depending on ``keys[i]`` alone, each following the Haar law on the
+Stiefel manifold: the law of the Q factor of the QR factorization, with
+positive diagonal R, of an ``n x m`` standard Gaussian matrix Z (Mezzadri
+2007). For a complex ``dtype``, Z is complex Gaussian and the law is Haar on
+the unitary group (or its Stiefel manifold). ``dtype`` is the compute dtype:
+float32, float64, complex64 or complex128.
 
-All four start from ``Z = jax.random.normal(key, (*batch_shape, n, m), dtype)``
+All four start from ``Z = jax.random.normal(key, (n, m), dtype)`` per key
 (the SVD sampler splits the key first), the draw of ``jax.random.orthogonal``,
 so ``gram_schmidt_sampler`` and ``cholesky_qr2_sampler`` return, up to
-rounding, the same matrices as ``jax.random.orthogonal`` for the same key.
+rounding, the same matrix as ``jax.random.orthogonal`` for the same key.
 
 * :func:`gram_schmidt_sampler` -- columns orthonormalized one at a time.
 * :func:`svd_sampler` -- left singular vectors with random signs (phases).
@@ -31,10 +32,12 @@ where a matrix misses it, recompute that matrix by a Householder QR or an SVD
 (measured float32 square: Gram--Schmidt 3.9e-7 at n = 1024 and 3.8e-7 at
 n = 2048; SVD 2.5e-6 at n = 1024).
 
-CPU note: with jaxlib 0.10, several batched LAPACK calls (QR, SVD, Cholesky,
-triangular solve) in one jitted program can deadlock on the CPU thread pool.
-On CPU every LAPACK call here is made on one matrix at a time inside
-``lax.map``; matmul-only steps stay batched.
+Batches: the two iterations stop each matrix at its own convergence (a
+converged matrix is frozen while others iterate), so a matrix's result does
+not depend on the others in its batch. On CPU every LAPACK call (QR, SVD,
+Cholesky, triangular solve) is made on one matrix at a time
+(:func:`jaxinit.haar.map_matrices`): batched LAPACK calls can deadlock in
+one program with jaxlib 0.10.
 """
 
 from __future__ import annotations
@@ -48,30 +51,20 @@ import numpy as np
 from jax import lax
 
 from jaxinit.core import Array, DTypeLike, is_complex, real_dtype
+from jaxinit.haar import HIGHEST, gaussian, gram, map_matrices, matmul, sign_corrected_qr
 
 __all__ = [
+    "cholesky_qr2",
     "cholesky_qr2_sampler",
+    "gram_schmidt",
     "gram_schmidt_sampler",
+    "polar",
     "polar_sampler",
     "svd_sampler",
 ]
 
-Sampler = Callable[[Array, tuple[int, ...], int, int, DTypeLike], Array]
-_HIGHEST = lax.Precision.HIGHEST
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _matmul(a: Array, b: Array) -> Array:
-    # HIGHEST: TPUs default to bf16 passes and recent GPUs to TF32, which would
-    # cost orthogonality; on CPU it changes nothing.
-    return jnp.matmul(a, b, precision=_HIGHEST)
-
-
-def _gram(x: Array) -> Array:
-    """``XᴴX`` for a stack of matrices."""
-    return _matmul(jnp.conj(jnp.swapaxes(x, -1, -2)), x)
 
 
 def _gram_error(g: Array) -> Array:
@@ -80,14 +73,33 @@ def _gram_error(g: Array) -> Array:
     return jnp.max(jnp.abs(g - eye), axis=(-2, -1))
 
 
-def _keep_iterating(g: Array, k: Array, limit: int, accept: float) -> Array:
-    """While-loop test: steps left and some matrix still above ``accept``.
+Step = Callable[[Array, Array, Array], tuple[Array, Array]]
 
-    A non-finite error (a Cholesky breakdown) cannot recover by iterating; it
-    is left to the caller's fall-back.
+
+def _iterate(step: Step, x: Array, g: Array, limit: int, accept: float
+             ) -> tuple[Array, Array, Array]:
+    """Runs ``(x, g) <- step(x, g, k)`` on each matrix until ``g = xᴴx`` is within
+    ``accept`` of I, or its error is not finite, or ``limit`` steps were made.
+
+    A matrix that has stopped is frozen while the others go on, so its result
+    is the one it would have alone. A non-finite error (a Cholesky breakdown)
+    cannot recover by iterating; it is left to the caller's fall-back.
+    Returns ``(x, g, steps)``.
     """
-    err = _gram_error(g)
-    return (k < limit) & jnp.any(~(err <= accept) & jnp.isfinite(err))
+    def running(g: Array, k: Array) -> Array:
+        err = _gram_error(g)
+        return (k < limit) & ~(err <= accept) & jnp.isfinite(err)
+
+    def not_done(state: tuple[Array, Array, Array]) -> Array:
+        return jnp.any(running(state[1], state[2]))
+
+    def one_step(state: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        x, g, k = state
+        live = running(g, k)[..., None, None]
+        x_next, g_next = step(x, g, k)
+        return jnp.where(live, x_next, x), jnp.where(live, g_next, g), k + 1
+
+    return lax.while_loop(not_done, one_step, (x, g, jnp.array(0)))
 
 
 def _accept_tolerance(dtype: np.dtype, n: int) -> float:
@@ -100,39 +112,14 @@ def _accept_tolerance(dtype: np.dtype, n: int) -> float:
     return 8.0 * math.sqrt(max(n, 1)) * float(jnp.finfo(real_dtype(dtype)).eps)
 
 
-def _gaussian(key: Array, batch_shape: tuple[int, ...], n: int, m: int, dtype: np.dtype) -> Array:
+def _gaussian(keys: Array, n: int, m: int, dtype: np.dtype) -> Array:
     if not n >= m >= 1:
         raise ValueError(
             f"orthogonal sampler: (n, m)=({n}, {m}); accepted: n >= m >= 1 (the caller "
             "transposes wide matrices and handles empty ones)."
         )
-    # Same draw as jax.random.orthogonal(key, n, batch_shape, dtype, m) for n >= m.
-    return jax.random.normal(key, (*batch_shape, n, m), dtype)
-
-
-def _per_matrix(fn: Callable[[Array], Array], x: Array) -> Array:
-    """Applies ``fn`` (written for a stack of matrices) to ``x`` of shape (..., n, m).
-
-    On CPU the batch is walked by ``lax.map`` one matrix at a time, so no
-    batched LAPACK kernel is ever launched (they can deadlock each other with
-    jaxlib 0.10); elsewhere ``fn`` gets the whole batch at once.
-    """
-    batch_shape = x.shape[:-2]
-    if not batch_shape or jax.default_backend() != "cpu":
-        return fn(x)
-    flat = x.reshape((-1, *x.shape[-2:]))
-    out = lax.map(fn, flat)
-    return out.reshape((*batch_shape, *out.shape[-2:]))
-
-
-def _qr_positive(z: Array) -> Array:
-    """Q of the thin QR of ``z`` with diag(R) made positive (Mezzadri's correction)."""
-    q, r = jnp.linalg.qr(z)
-    d = jnp.diagonal(r, axis1=-2, axis2=-1)
-    # Z = (QΛ)(Λ⁻¹R) with Λ = diag(d/|d|) makes the new R's diagonal |d| > 0.
-    magnitude = jnp.abs(d)
-    phase = jnp.where(magnitude == 0, 1, d / jnp.where(magnitude == 0, 1, magnitude))
-    return q * phase[..., None, :].astype(q.dtype)
+    # Per key, the draw of jax.random.orthogonal(key, n, (), dtype, m) for n >= m.
+    return gaussian(keys, (n, m), dtype)
 
 
 def _replace_failed(failed: Array, q: Array, recompute: Callable[[], Array]) -> Array:
@@ -158,8 +145,8 @@ def _gram_schmidt(z: Array) -> Array:
         # so projecting on all m rows projects on the finished ones only.
         v = lax.dynamic_index_in_dim(rows, j, axis=-2, keepdims=False)
         for _ in range(2):  # "twice is enough": the second pass removes what rounding left
-            coefficients = jnp.einsum("...kn,...n->...k", jnp.conj(basis), v, precision=_HIGHEST)
-            v = v - jnp.einsum("...kn,...k->...n", basis, coefficients, precision=_HIGHEST)
+            coefficients = jnp.einsum("...kn,...n->...k", jnp.conj(basis), v, precision=HIGHEST)
+            v = v - jnp.einsum("...kn,...k->...n", basis, coefficients, precision=HIGHEST)
         norm = jnp.sqrt(jnp.sum(jnp.abs(v) ** 2, axis=-1, keepdims=True))
         return lax.dynamic_update_index_in_dim(basis, (v / norm).astype(z.dtype), j, axis=-2)
 
@@ -167,9 +154,7 @@ def _gram_schmidt(z: Array) -> Array:
     return jnp.swapaxes(basis, -1, -2)
 
 
-def gram_schmidt_sampler(
-    key: Array, batch_shape: tuple[int, ...], n: int, m: int, dtype: DTypeLike
-) -> Array:
+def gram_schmidt_sampler(keys: Array, n: int, m: int, dtype: DTypeLike) -> Array:
     """Gram--Schmidt orthonormalization of the columns of a Gaussian matrix.
 
     Column j of Z has its components along the columns already made
@@ -190,28 +175,33 @@ def gram_schmidt_sampler(
 
     Example:
       >>> import jax
-      >>> q = gram_schmidt_sampler(jax.random.key(0), (), 4, 3, jax.numpy.float32)
+      >>> q = gram_schmidt_sampler(jax.random.key(0), 4, 3, jax.numpy.float32)
       >>> q.shape
       (4, 3)
     """
-    dt = np.dtype(dtype)
-    return _gram_schmidt(_gaussian(key, batch_shape, n, m, dt))
+    return _gram_schmidt(_gaussian(keys, n, m, np.dtype(dtype)))
 
 
 # --------------------------------------------------------------------------- SVD
 
 
 def _random_phases(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
-    """Independent uniform signs (real) or unit phases ``exp(iθ)`` (complex)."""
+    """Independent uniform signs (real) or unit phases ``exp(iθ)`` (complex), one key."""
     if is_complex(dtype):
         theta = jax.random.uniform(key, shape, real_dtype(dtype), 0.0, 2 * math.pi)
         return lax.complex(jnp.cos(theta), jnp.sin(theta)).astype(dtype)
     return jax.random.rademacher(key, shape, dtype)
 
 
-def svd_sampler(
-    key: Array, batch_shape: tuple[int, ...], n: int, m: int, dtype: DTypeLike
-) -> Array:
+def _per_key(fn: Callable[[Array], Array], keys: Array) -> Array:
+    """``fn(keys[i])`` for every key of a batch (any shape, ``()`` for one key)."""
+    if keys.ndim == 0:
+        return fn(keys)
+    out = jax.vmap(fn)(keys.reshape(-1))
+    return out.reshape(*keys.shape, *out.shape[1:])
+
+
+def svd_sampler(keys: Array, n: int, m: int, dtype: DTypeLike) -> Array:
     """U of the thin SVD ``Z = U S Vᴴ`` of a Gaussian matrix, with random column signs.
 
     The recipe ``u, s, v = svd(randn(n, n))``, fixed. Each singular pair
@@ -231,15 +221,15 @@ def svd_sampler(
 
     Example:
       >>> import jax
-      >>> q = svd_sampler(jax.random.key(0), (2,), 3, 3, jax.numpy.float32)
+      >>> q = svd_sampler(jax.random.split(jax.random.key(0), 2), 3, 3, jax.numpy.float32)
       >>> q.shape
       (2, 3, 3)
     """
     dt = np.dtype(dtype)
-    key_z, key_e = jax.random.split(key)
-    z = _gaussian(key_z, batch_shape, n, m, dt)
-    u = _per_matrix(lambda a: jnp.linalg.svd(a, full_matrices=False)[0], z)
-    return u * _random_phases(key_e, (*batch_shape, 1, m), dt)
+    pairs = _per_key(jax.random.split, keys)  # (*keys.shape, 2)
+    z = _gaussian(pairs[..., 0], n, m, dt)
+    u = map_matrices(lambda a: jnp.linalg.svd(a, full_matrices=False)[0], z)
+    return u * _per_key(lambda k: _random_phases(k, (1, m), dt), pairs[..., 1])
 
 
 # --------------------------------------------------------------------------- CholeskyQR
@@ -268,17 +258,15 @@ def _cholesky_qr_passes(
     """Repeated (shifted) CholeskyQR passes ``Q ← Q·R⁻¹``, ``RᴴR = QᴴQ + sI``.
 
     Passes are shifted while the Gram matrix is far from I (max entry error
-    >= 1/2) and plain afterwards; they stop once every matrix meets
-    ``accept``. Works on a stack of matrices. Returns ``(Q, QᴴQ, passes)``.
+    >= 1/2) and plain afterwards; each matrix stops once it meets
+    ``accept`` (`_iterate`). Works on a stack of matrices. Returns
+    ``(Q, QᴴQ, passes)``.
     """
     m = z.shape[-1]
     eye = jnp.eye(m, dtype=z.dtype)
 
-    def not_done(state: tuple[Array, Array, Array]) -> Array:
-        return _keep_iterating(state[1], state[2], max_passes, accept)
-
-    def one_pass(state: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-        q, g, k = state
+    def one_pass(q: Array, g: Array, k: Array) -> tuple[Array, Array]:
+        del k
         far = _gram_error(g) >= 0.5
         # ‖G‖₂ <= ‖G‖_∞ (max absolute row sum) for Hermitian G.
         norm = jnp.max(jnp.sum(jnp.abs(g), axis=-1), axis=-1)
@@ -288,20 +276,18 @@ def _cholesky_qr_passes(
         q = lax.linalg.triangular_solve(
             lower, q, left_side=False, lower=True, transpose_a=True, conjugate_a=True
         )
-        return q, _gram(q), k + 1
+        return q, gram(q)
 
-    return lax.while_loop(not_done, one_pass, (z, _gram(z), jnp.array(0)))
+    return _iterate(one_pass, z, gram(z), max_passes, accept)
 
 
 def _cholesky_qr(z: Array, accept: float, shift_factor: float, max_passes: int) -> Array:
     q, g, _ = _cholesky_qr_passes(z, accept, shift_factor, max_passes)
     failed = ~(_gram_error(g) <= accept)
-    return _replace_failed(failed, q, lambda: _qr_positive(z))
+    return _replace_failed(failed, q, lambda: sign_corrected_qr(z))
 
 
-def cholesky_qr2_sampler(
-    key: Array, batch_shape: tuple[int, ...], n: int, m: int, dtype: DTypeLike
-) -> Array:
+def cholesky_qr2_sampler(keys: Array, n: int, m: int, dtype: DTypeLike) -> Array:
     """Q of the QR of a Gaussian matrix by CholeskyQR passes (matmul-heavy).
 
     One pass: ``G = QᴴQ``, ``G + sI = RᴴR`` (Cholesky, R upper triangular with
@@ -338,15 +324,19 @@ def cholesky_qr2_sampler(
 
     Example:
       >>> import jax
-      >>> q = cholesky_qr2_sampler(jax.random.key(0), (), 5, 3, jax.numpy.float32)
+      >>> q = cholesky_qr2_sampler(jax.random.key(0), 5, 3, jax.numpy.float32)
       >>> q.shape
       (5, 3)
     """
-    dt = np.dtype(dtype)
+    return cholesky_qr2(_gaussian(keys, n, m, np.dtype(dtype)), n, m)
+
+
+def cholesky_qr2(z: Array, n: int, m: int) -> Array:
+    """:func:`cholesky_qr2_sampler` from its Gaussian matrices ``z`` (..., n, m)."""
+    dt = np.dtype(z.dtype)
     accept = _accept_tolerance(dt, n)
     shift_factor = _cholesky_shift_factor(n, m, dt)
-    z = _gaussian(key, batch_shape, n, m, dt)
-    return _per_matrix(lambda a: _cholesky_qr(a, accept, shift_factor, max_passes=10), z)
+    return map_matrices(lambda a: _cholesky_qr(a, accept, shift_factor, max_passes=10), z)
 
 
 # --------------------------------------------------------------------------- polar
@@ -397,7 +387,7 @@ def _polar_iteration(z: Array, accept: float, extra_steps: int) -> tuple[Array, 
     max_steps = len(scalings) + extra_steps
     eye = jnp.eye(z.shape[-1], dtype=dtype)
 
-    g = _gram(z)
+    g = gram(z)
     # σ_max(Z)² = ‖ZᴴZ‖₂ <= ‖ZᴴZ‖_∞ (max absolute row sum, Hermitian): a
     # guaranteed bound, tighter than ‖Z‖_F² by ~sqrt(n) for square Gaussians;
     # the 1.01 covers the rounding of G.
@@ -406,33 +396,27 @@ def _polar_iteration(z: Array, accept: float, extra_steps: int) -> tuple[Array, 
     x = z / jnp.sqrt(bound)[..., None, None].astype(dtype)
     g = g / bound[..., None, None].astype(dtype)
 
-    def not_done(state: tuple[Array, Array, Array]) -> Array:
-        return _keep_iterating(state[1], state[2], max_steps, accept)
-
-    def step(state: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-        x, g, k = state
+    def step(x: Array, g: Array, k: Array) -> tuple[Array, Array]:
         c = table[jnp.minimum(k, len(scalings))].astype(dtype)
         # σ ↦ (cσ)(3 - (cσ)²)/2 on every singular value: X ← X (1.5c I - 0.5c³ XᴴX).
-        x = _matmul(x, 1.5 * c * eye - 0.5 * c**3 * g)
-        return x, _gram(x), k + 1
+        x = matmul(x, 1.5 * c * eye - 0.5 * c**3 * g)
+        return x, gram(x)
 
-    return lax.while_loop(not_done, step, (x, g, jnp.array(0)))
+    return _iterate(step, x, g, max_steps, accept)
 
 
 def _polar_by_svd(z: Array) -> Array:
     u, _, vh = jnp.linalg.svd(z, full_matrices=False)
-    return _matmul(u, vh)
+    return matmul(u, vh)
 
 
 def _polar(z: Array, accept: float, extra_steps: int) -> Array:
     x, g, _ = _polar_iteration(z, accept, extra_steps)
     failed = ~(_gram_error(g) <= accept)
-    return _replace_failed(failed, x, lambda: _per_matrix(_polar_by_svd, z))
+    return _replace_failed(failed, x, lambda: map_matrices(_polar_by_svd, z))
 
 
-def polar_sampler(
-    key: Array, batch_shape: tuple[int, ...], n: int, m: int, dtype: DTypeLike
-) -> Array:
+def polar_sampler(keys: Array, n: int, m: int, dtype: DTypeLike) -> Array:
     """The polar factor ``Z (ZᴴZ)^(-1/2) = U Vᴴ`` of a Gaussian matrix (matmul-only).
 
     Haar: ``polar(OZ) = O·polar(Z)`` for any orthogonal (unitary) O, and
@@ -458,10 +442,20 @@ def polar_sampler(
 
     Example:
       >>> import jax
-      >>> q = polar_sampler(jax.random.key(0), (), 5, 3, jax.numpy.float32)
+      >>> q = polar_sampler(jax.random.key(0), 5, 3, jax.numpy.float32)
       >>> q.shape
       (5, 3)
     """
-    dt = np.dtype(dtype)
-    accept = _accept_tolerance(dt, n)
-    return _polar(_gaussian(key, batch_shape, n, m, dt), accept, extra_steps=12)
+    return polar(_gaussian(keys, n, m, np.dtype(dtype)), n, m)
+
+
+def polar(z: Array, n: int, m: int) -> Array:
+    """:func:`polar_sampler` from its Gaussian matrices ``z`` (..., n, m)."""
+    del m
+    return _polar(z, _accept_tolerance(np.dtype(z.dtype), n), extra_steps=12)
+
+
+def gram_schmidt(z: Array, n: int, m: int) -> Array:
+    """:func:`gram_schmidt_sampler` from its Gaussian matrices ``z`` (..., n, m)."""
+    del n, m
+    return _gram_schmidt(z)

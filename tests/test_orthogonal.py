@@ -9,7 +9,8 @@ import pytest
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxinit.orthogonal import SAMPLERS, auto_method, orthogonal, qr_sampler
+from jaxinit.haar import qr_sampler
+from jaxinit.orthogonal import SAMPLERS, auto_method, orthogonal
 from jaxinit.testing import assert_haar, assert_orthogonal
 
 KEY = jax.random.key(7)
@@ -140,8 +141,8 @@ def test_householder_haar_with_many_blocks():
     # Small blocks exercise the rolled stages, the ragged last block and T's
     # Neumann product on vectors of every length down to 1.
     from jaxinit.householder import householder_sampler
-    q = jax.jit(lambda k: householder_sampler(k, (HAAR_COUNT,), 9, 9, np.dtype(np.float32),
-                                              block_size=2))(jax.random.key(13))
+    keys = jax.random.split(jax.random.key(13), HAAR_COUNT)
+    q = jax.jit(lambda k: householder_sampler(k, 9, 9, np.dtype(np.float32), block_size=2))(keys)
     assert_orthogonal(q, batch_axis=0)
     assert_haar(q, name="householder b=2")
 
@@ -180,10 +181,16 @@ def test_qr_bit_identical_complex_and_float64():
         np.testing.assert_array_equal(ours, ref)
 
 
-def test_qr_batched_matches_jax_random_orthogonal():
-    # Slices are QR'd one at a time, with the values of JAX's batched sampler.
+def test_stack_slices_are_jax_matrices_of_folded_keys():
+    # Slice i of a stack is drawn from fold_in(key, i): with "qr", JAX's matrix for that key.
     ours = orthogonal(method="qr", batch_axis=0)(KEY, (3, 10, 6))
-    np.testing.assert_array_equal(ours, jax.random.orthogonal(KEY, 10, (3,), m=6))
+    for i in range(3):
+        expected = jax.random.orthogonal(jax.random.fold_in(KEY, i), 10, m=6)
+        np.testing.assert_array_equal(ours[i], expected)
+    # Gate blocks are stack slices too, numbered (row-major) after the batch axes.
+    blocks = orthogonal(method="qr", batch_axis=0, num_blocks=2)(KEY, (3, 6, 8))
+    np.testing.assert_array_equal(blocks[1, :, 4:],
+                                  jax.random.orthogonal(jax.random.fold_in(KEY, 3), 6, m=4))
 
 
 @pytest.mark.timeout(120)
@@ -220,6 +227,27 @@ def test_sharded_equals_unsharded(method, axis_type):
         np.testing.assert_array_equal(by_spec, unsharded)
 
 
+@pytest.mark.parametrize("method", ["auto", "householder"])
+@pytest.mark.parametrize("jitted", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("with_context", [False, True], ids=["no_mesh_set", "set_mesh"])
+def test_stack_sharded_on_a_default_mesh(method, jitted, with_context):
+    # jax.make_mesh's default axes are Explicit in jax 0.10; this once crashed
+    # (a sharding constraint inside the computation named an Explicit axis).
+    mesh = jax.make_mesh((4,), ("x",))
+    sharding = NamedSharding(mesh, P("x"))
+    init = orthogonal(batch_axis=0, method=method)
+    make = lambda k: init(k, (8, 64, 64), out_sharding=sharding)  # noqa: E731
+    if jitted:
+        make = jax.jit(make)
+    if with_context:
+        with jax.set_mesh(mesh):
+            w = make(KEY)
+    else:
+        w = make(KEY)
+    assert w.sharding.is_equivalent_to(sharding, 3)
+    np.testing.assert_array_equal(w, init(KEY, (8, 64, 64)))
+
+
 def test_householder_sharded_along_batch_splits_the_work():
     mesh = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Explicit,))
     sharding = NamedSharding(mesh, P(None, "x"))
@@ -233,12 +261,13 @@ def test_householder_sharded_along_batch_splits_the_work():
     assert not re.search(r"\[16,40,24\]|\[40,16,24\]", hlo)
 
 
-def test_householder_slices_do_not_depend_on_the_batch_size():
-    # The first slices of a bigger batch are the same bits (per-slice arithmetic:
-    # matrix products, no batch-dependent reductions), which sharding relies on.
-    # Both batches get the same default block size (it changes at batch 8).
-    init = orthogonal(method="householder", batch_axis=0)
-    np.testing.assert_array_equal(init(KEY, (16, 40, 24))[:8], init(KEY, (8, 40, 24)))
+@pytest.mark.parametrize("method", sorted(SAMPLERS))
+def test_slices_do_not_depend_on_the_batch_size(method):
+    # The first slices of a bigger stack are the same bits (per-slice keys and
+    # arithmetic: matrix products, no batch-dependent reductions, a method and block
+    # size that do not look at the batch), which sharding relies on.
+    init = orthogonal(method=method, batch_axis=0)
+    np.testing.assert_array_equal(init(KEY, (16, 20, 12))[:2], init(KEY, (2, 20, 12)))
 
 
 def test_zero_size_shapes():
@@ -248,13 +277,24 @@ def test_zero_size_shapes():
 
 
 def test_auto_rule():
-    assert auto_method(1, 32, 32, "cpu") == "qr"
-    assert auto_method(8, 1000, 64, "cpu") == "qr"
-    assert auto_method(1, 1024, 1024, "cpu") == "householder"
-    assert auto_method(9, 32, 32, "cpu") == "householder"
-    assert auto_method(1, 32, 32, "gpu") == "householder"
+    assert auto_method(32, 32, 1, "cpu") == "qr"
+    assert auto_method(1000, 1000, 1, "cpu") == "qr"
+    assert auto_method(8192, 512, 1, "cpu") == "householder"
+    assert auto_method(1024, 1024, 1, "cpu") == "householder"
+    assert auto_method(64, 64, 16, "cpu") == "qr"
+    assert auto_method(256, 256, 2, "cpu") == "householder"
+    assert auto_method(32, 32, 1, "gpu") == "householder"
     assert set(SAMPLERS) >= {"qr", "householder"}
-    assert qr_sampler(KEY, (), 4, 3, np.dtype(np.float32)).shape == (4, 3)
+    assert qr_sampler(KEY, 4, 3, np.dtype(np.float32)).shape == (4, 3)
+
+
+def test_auto_stacks_of_any_size_agree():
+    # Stacks of two or more matrices share a method, so a larger stack starts with
+    # the matrices of a smaller one, and slice i is the matrix of fold_in(key, i).
+    init = orthogonal(batch_axis=0)
+    np.testing.assert_array_equal(init(KEY, (12, 96, 96))[:2], init(KEY, (2, 96, 96)))
+    single = orthogonal(method="householder")(jax.random.fold_in(KEY, 1), (96, 96))
+    np.testing.assert_allclose(init(KEY, (2, 96, 96))[1], single, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxinit import orthogonal_recipes as recipes
+from jaxinit.haar import map_matrices
 from jaxinit.orthogonal_recipes import (
     cholesky_qr2_sampler,
     gram_schmidt_sampler,
@@ -26,14 +27,22 @@ CASES = [((), 40, 12), ((2, 3), 9, 5), ((), 7, 1)]
 
 
 def _jitted(sampler):
-    return jax.jit(sampler, static_argnums=(1, 2, 3, 4))
+    return jax.jit(sampler, static_argnums=(1, 2, 3))
+
+
+def _keys(seed, batch_shape):
+    """One key per matrix: a key for (), else a stack of keys of that shape."""
+    key = jax.random.key(seed)
+    if not batch_shape:
+        return key
+    return jax.random.split(key, int(np.prod(batch_shape))).reshape(batch_shape)
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", SAMPLERS)
 @pytest.mark.parametrize("batch_shape,n,m", CASES)
 def test_orthonormal_columns(name, batch_shape, n, m):
-    q = _jitted(SAMPLERS[name])(jax.random.key(0), batch_shape, n, m, "float32")
+    q = _jitted(SAMPLERS[name])(_keys(0, batch_shape), n, m, "float32")
     assert q.shape == (*batch_shape, n, m)
     assert q.dtype == np.float32
     assert np.all(np.isfinite(np.asarray(q)))
@@ -49,7 +58,7 @@ def test_orthonormal_columns(name, batch_shape, n, m):
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_orthonormal_columns_x64(name, dtype):
     with jax.enable_x64(True):
-        q = _jitted(SAMPLERS[name])(jax.random.key(1), (2,), 48, 20, dtype)
+        q = _jitted(SAMPLERS[name])(_keys(1, (2,)), 48, 20, dtype)
         assert q.dtype == np.dtype(dtype)
         # float64 tolerance: 4·eps + 16·sqrt(48)·eps ≈ 2.6e-14.
         assert_orthogonal(q, batch_axis=0, name=f"{name} {dtype}")
@@ -60,19 +69,20 @@ def test_orthonormal_columns_x64(name, dtype):
 @pytest.mark.parametrize("n,m", [(32, 32), (50, 20)])
 def test_qr_samplers_equal_jax_orthogonal(name, n, m):
     # Both compute the Q with positive diagonal R of the same Gaussian draw as
-    # jax.random.orthogonal: equal up to rounding, which a wrong sign or a
-    # wrong column order would break by O(1).
-    key = jax.random.key(2)
-    q = _jitted(SAMPLERS[name])(key, (3,), n, m, "float32")
-    expected = jax.random.orthogonal(key, n, (3,), jnp.float32, m)
+    # jax.random.orthogonal, per key: equal up to rounding, which a wrong sign
+    # or a wrong column order would break by O(1).
+    keys = _keys(2, (3,))
+    q = _jitted(SAMPLERS[name])(keys, n, m, "float32")
+    expected = np.stack([jax.random.orthogonal(k, n, (), jnp.float32, m) for k in keys])
     np.testing.assert_allclose(q, expected, atol=2e-5)
 
 
 @pytest.mark.timeout(60)
 def test_polar_sampler_is_the_polar_factor():
-    key = jax.random.key(3)
-    q = _jitted(polar_sampler)(key, (2,), 40, 16, "float32")
-    z = np.asarray(jax.random.normal(key, (2, 40, 16), jnp.float32), np.float64)
+    keys = _keys(3, (2,))
+    q = _jitted(polar_sampler)(keys, 40, 16, "float32")
+    z = np.stack([np.asarray(jax.random.normal(k, (40, 16), jnp.float32), np.float64)
+                  for k in keys])
     u, _, vh = np.linalg.svd(z, full_matrices=False)
     np.testing.assert_allclose(q, u @ vh, atol=2e-5)
 
@@ -80,7 +90,7 @@ def test_polar_sampler_is_the_polar_factor():
 @pytest.mark.timeout(60)
 def test_svd_sampler_is_u_with_random_signs():
     key = jax.random.key(4)
-    q = np.asarray(_jitted(svd_sampler)(key, (), 30, 30, "float32"))
+    q = np.asarray(_jitted(svd_sampler)(key, 30, 30, "float32"))
     key_z, _ = jax.random.split(key)
     z = np.asarray(jax.random.normal(key_z, (30, 30), jnp.float32), np.float64)
     u = np.linalg.svd(z)[0]
@@ -100,7 +110,7 @@ HAAR_SAMPLES = 2000
 @pytest.mark.parametrize("name", SAMPLERS)
 @pytest.mark.parametrize("dtype", ["float32", "complex64"])
 def test_haar_square(name, dtype):
-    q = _jitted(SAMPLERS[name])(jax.random.key(5), (HAAR_SAMPLES,), 4, 4, dtype)
+    q = _jitted(SAMPLERS[name])(_keys(5, (HAAR_SAMPLES,)), 4, 4, dtype)
     assert q.dtype == np.dtype(dtype)
     assert_orthogonal(q, batch_axis=0, name=f"{name} {dtype}")
     assert_haar(q, name=f"{name} {dtype}")
@@ -109,7 +119,7 @@ def test_haar_square(name, dtype):
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_haar_tall(name):
-    q = _jitted(SAMPLERS[name])(jax.random.key(6), (HAAR_SAMPLES,), 6, 3, "float32")
+    q = _jitted(SAMPLERS[name])(_keys(6, (HAAR_SAMPLES,)), 6, 3, "float32")
     assert_orthogonal(q, batch_axis=0, name=f"{name} tall")
     assert_haar(q, name=f"{name} tall")
 
@@ -175,7 +185,7 @@ def test_fall_backs_give_the_same_matrix():
     # Too few passes/steps: the check must notice and recompute by QR / SVD.
     z = jax.random.normal(jax.random.key(7), (2, 64, 64), jnp.float32)
     accept = recipes._accept_tolerance(np.dtype(np.float32), 64)
-    q = jax.jit(lambda a: recipes._per_matrix(
+    q = jax.jit(lambda a: map_matrices(
         lambda b: recipes._cholesky_qr(b, accept, 1e-3, max_passes=1), a))(z)
     assert_orthogonal(q, batch_axis=0)
     np.testing.assert_allclose(q, jax.random.orthogonal(jax.random.key(7), 64, (2,)), atol=2e-5)
@@ -190,7 +200,7 @@ def test_fall_backs_give_the_same_matrix():
 @pytest.mark.parametrize("name", ["cholesky_qr2", "polar"])
 def test_large_square_float32(name):
     # n = 1024 square: κ(Z) ~ 1e3-1e4, κ² far beyond 1/eps(float32).
-    q = _jitted(SAMPLERS[name])(jax.random.key(8), (), 1024, 1024, "float32")
+    q = _jitted(SAMPLERS[name])(jax.random.key(8), 1024, 1024, "float32")
     assert_orthogonal(q, name=name)
 
 
@@ -203,9 +213,9 @@ def test_several_batched_samplers_in_one_jit_do_not_hang():
     # CPU thread pool (jaxlib 0.10); the samplers must never build such a program.
     @jax.jit
     def init_all(key):
-        keys = jax.random.split(key, 8)
+        keys = jax.random.split(key, (8, 8))
         return [
-            sampler(k, (8,), 32, 32, jnp.float32)
+            sampler(k, 32, 32, jnp.float32)
             for k, sampler in zip(keys, [*SAMPLERS.values(), *SAMPLERS.values()], strict=True)
         ]
 
@@ -217,4 +227,27 @@ def test_several_batched_samplers_in_one_jit_do_not_hang():
 def test_wide_or_empty_request_is_refused():
     for n, m in [(3, 5), (0, 0)]:
         with pytest.raises(ValueError, match=r"n >= m >= 1"):
-            polar_sampler(jax.random.key(0), (), n, m, jnp.float32)
+            polar_sampler(jax.random.key(0), n, m, jnp.float32)
+
+
+# --- each matrix on its own -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("iteration", ["polar", "cholesky_qr2"])
+def test_a_matrix_does_not_depend_on_the_rest_of_its_batch(iteration):
+    # The batch runs until its slowest matrix converges; a converged matrix must be
+    # frozen meanwhile, or extra steps change its last bits (up to ~1e3 ulp measured).
+    # Measured steps (polar, CholeskyQR passes): κ = 2: 21, 2; κ = 1e8: 29, 5.
+    easy = jnp.stack([_ill_conditioned(64, 2.0, jnp.float32, seed=s) for s in (2, 3)])
+    hard = _ill_conditioned(64, 1e8, jnp.float32, seed=1)
+    accept = recipes._accept_tolerance(np.dtype(np.float32), 64)
+    if iteration == "polar":
+        run = jax.jit(lambda z: recipes._polar_iteration(z, accept, 12))
+    else:
+        shift = recipes._cholesky_shift_factor(64, 64, np.dtype(np.float32))
+        run = jax.jit(lambda z: recipes._cholesky_qr_passes(z, accept, shift, 10))
+    with_easy, _, steps_easy = run(easy)
+    with_hard, _, steps_hard = run(jnp.stack([easy[0], hard]))
+    assert int(steps_hard) > int(steps_easy)  # the hard matrix did keep the batch going
+    np.testing.assert_array_equal(with_hard[0], with_easy[0])
