@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.datasets import load_digits
 
-from jaxinit.lsuv import LSUVReport, lsuv
+from jaxinit.unit_variance import LSUVReport, lsuv
 
 
 class SmallCNN(nn.Module):

@@ -58,7 +58,7 @@ from jaxinit.variance_scaling import (
 if TYPE_CHECKING:
     from jaxinit import testing, torch
     from jaxinit.diagnostics import LayerStats, format_table, layer_statistics, plot_statistics
-    from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
+    from jaxinit.unit_variance import LSUVLayer, LSUVReport, lsuv
 
 __version__ = "0.2.0"
 
@@ -68,9 +68,9 @@ _LAZY = {
     "format_table": "jaxinit.diagnostics",
     "layer_statistics": "jaxinit.diagnostics",
     "plot_statistics": "jaxinit.diagnostics",
-    "LSUVLayer": "jaxinit.lsuv",
-    "LSUVReport": "jaxinit.lsuv",
-    "lsuv": "jaxinit.lsuv",
+    "LSUVLayer": "jaxinit.unit_variance",
+    "LSUVReport": "jaxinit.unit_variance",
+    "lsuv": "jaxinit.unit_variance",
 }
 _LAZY_MODULES = ("testing", "torch")
 

@@ -14,7 +14,7 @@ from flax import nnx
 
 from jaxinit.diagnostics import layer_statistics
 from jaxinit.kernel_layout import KernelLayout, kernel_layout
-from jaxinit.lsuv import lsuv
+from jaxinit.unit_variance import lsuv
 from jaxinit.testing import assert_orthogonal
 
 pytestmark = pytest.mark.timeout(180)

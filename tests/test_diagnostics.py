@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from jaxinit.diagnostics import format_table, layer_statistics, plot_statistics
-from jaxinit.lsuv import LSUVLayer, LSUVReport, lsuv
+from jaxinit.unit_variance import LSUVLayer, LSUVReport, lsuv
 
 pytestmark = pytest.mark.timeout(120)
 

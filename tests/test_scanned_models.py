@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from jaxinit.diagnostics import layer_statistics
-from jaxinit.lsuv import lsuv
+from jaxinit.unit_variance import lsuv
 from jaxinit.testing import assert_orthogonal
 
 pytestmark = pytest.mark.timeout(180)

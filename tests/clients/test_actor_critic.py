@@ -49,9 +49,6 @@ def batched_lapack_calls(lowered_text: str) -> list[str]:
         r'custom_call @(lapack_\w+)[^\n]*num_batch_dims = "([1-9]\d*)"', lowered_text)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "under jax.vmap, orthogonal()'s per-matrix QR becomes batched LAPACK calls: "
-    "lapack_sgeqrf_ffi and lapack_sorgqr_ffi with num_batch_dims=1, one pair per kernel shape"))
 def test_vmapped_init_has_no_batched_lapack_call():
     net = actor_critic.model(jaxinit)
     keys = jax.random.split(jax.random.key(0), actor_critic.SEEDS)
