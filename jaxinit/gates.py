@@ -132,7 +132,21 @@ def gate_blocks(init: Initializer, num_gates: int, *, axis: int = -1) -> Initial
     def whole_init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         return init(key, shape, dtype)
 
-    def cell_aware_init(key: Array, shape: Shape, dtype: DTypeLike | None = base_dtype,
+    return follow_cell(name, "num_gates", num_gates, axis, blocks_init, whole_init)
+
+
+def follow_cell(name: str, option: str, num_gates: int, axis: int, blocks_init: Initializer,
+                whole_init: Initializer) -> Initializer:
+    """The initializer that lays out gate blocks as the calling Flax cell does.
+
+    ``blocks_init`` cuts ``axis`` into ``num_gates`` blocks, ``whole_init`` is one
+    block's initializer. Outside a Flax cell, and in a fused cell with
+    ``num_gates`` gates, ``blocks_init``; in a cell that keeps one parameter per
+    gate, ``whole_init`` (the parameter is one block); any other cell refuses,
+    naming ``option``, the factory's argument that gave ``num_gates``.
+    """
+
+    def cell_aware_init(key: Array, shape: Shape, dtype: DTypeLike | None = None,
                         out_sharding: OutSharding = None) -> Array:
         site = cell_site()
         if site is None:
@@ -142,7 +156,7 @@ def gate_blocks(init: Initializer, num_gates: int, *, axis: int = -1) -> Initial
                 raise _ungated_error(name, site)
             return whole_init(key, shape, dtype, out_sharding)
         if num_gates != len(site.gates):
-            raise ValueError(f"{name}: num_gates={num_gates}, but {site.cell} has "
+            raise ValueError(f"{name}: {option}={num_gates}, but {site.cell} has "
                              f"{len(site.gates)} gates {site.gates}.")
         if site.layout == "per_gate":
             return whole_init(key, shape, dtype, out_sharding)
@@ -152,6 +166,7 @@ def gate_blocks(init: Initializer, num_gates: int, *, axis: int = -1) -> Initial
                              "along the last axis; accepted: axis=-1.")
         return blocks_init(key, shape, dtype, out_sharding)
 
+    cell_aware_init.__defaults__ = blocks_init.__defaults__
     return _as_initializer(cell_aware_init, blocks_init, name)
 
 

@@ -43,6 +43,7 @@ from jaxinit.core import (
     is_traced,
     normalize_axes,
 )
+from jaxinit.gates import follow_cell
 from jaxinit.haar import (
     DrawSampler,
     Sampler,
@@ -207,7 +208,9 @@ def orthogonal(
       and ``nnx.GRUCell`` one ``(h, 3h)`` array with ``r, z, n``
       (``num_blocks=3``); ``nnx.LSTMCell`` and all linen cells (``LSTMCell``,
       ``OptimizedLSTMCell``, ``GRUCell``) keep one ``(h, h)`` kernel per gate,
-      each initialized separately, which needs no ``num_blocks``.
+      each initialized separately, which needs no ``num_blocks``: called by
+      such a cell, ``num_blocks`` must be its number of gates and each kernel
+      is one block (see :func:`jaxinit.gate_blocks`).
 
     Methods (all exact, all Haar):
 
@@ -312,4 +315,8 @@ def orthogonal(
                 return _orthogonal_from_draws(draws, scale, sharding=None, **options)
         return _orthogonal_array(key, scale, sharding=sharding, **options)
 
-    return init
+    if blocks == 1:
+        return init
+    # In a Flax cell that keeps one kernel per gate, each kernel is one block.
+    one_block = orthogonal(scale, column_axis, dtype, batch_axis=batch_axis, method=method)
+    return follow_cell(name, "num_blocks", blocks, column_axis, init, one_block)

@@ -14,8 +14,8 @@ from flax import nnx
 
 from jaxinit.diagnostics import layer_statistics
 from jaxinit.kernel_layout import KernelLayout, kernel_layout
-from jaxinit.unit_variance import lsuv
 from jaxinit.testing import assert_orthogonal
+from jaxinit.unit_variance import lsuv
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -161,11 +161,12 @@ def test_cells_without_gates_refuse_gate_initializers():
             KEY, jnp.zeros((1, 8)), jnp.ones((1, 2)))
 
 
-def test_gate_blocks_in_per_gate_cells_makes_each_gate_kernel_orthogonal():
+@pytest.mark.parametrize("init", [gate_blocks(orthogonal(), 4), orthogonal(num_blocks=4)],
+                         ids=["gate_blocks", "num_blocks"])
+def test_gate_blocks_in_per_gate_cells_makes_each_gate_kernel_orthogonal(init):
     # Each gate's (h, h) recurrent kernel is one gate block: cutting it into 4 column blocks of
     # (h, h/4) would leave the gate's kernel non-orthogonal.
     h = 8
-    init = gate_blocks(orthogonal(), 4)
     cell = nnx.LSTMCell(3, h, recurrent_kernel_init=init, rngs=nnx.Rngs(0))
     assert_orthogonal(np.stack([np.asarray(getattr(cell, g).kernel[...])
                                 for g in ("hi", "hf", "hg", "ho")]), batch_axis=0)
@@ -186,4 +187,9 @@ def test_gate_blocks_with_the_wrong_number_of_gates_for_the_cell():
     cell = nn.LSTMCell(4, kernel_init=gate_blocks(orthogonal(), 3))
     with pytest.raises(ValueError, match=r"num_gates=3, but linen.LSTMCell has 4 gates"):
         cell.init(KEY, (jnp.zeros((1, 4)),) * 2, jnp.ones((1, 6)))
+    cell = nn.GRUCell(6, recurrent_kernel_init=orthogonal(num_blocks=2))
+    with pytest.raises(ValueError, match=r"orthogonal: num_blocks=2, but linen.GRUCell has 3"):
+        cell.init(KEY, jnp.zeros((1, 6)), jnp.ones((1, 6)))
+    with pytest.raises(ValueError, match=r"orthogonal: .*nnx.SimpleCell has no gates"):
+        nnx.SimpleCell(2, 8, recurrent_kernel_init=orthogonal(num_blocks=4), rngs=nnx.Rngs(0))
 

@@ -129,8 +129,10 @@ def test_default_plan_is_bounded():
         assert len(_stage_plan(n, m, b, householder.MAX_STAGES)) <= householder.MAX_STAGES
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
-@pytest.mark.parametrize("block_size", [64, 100, 128])
+@pytest.mark.parametrize(("dtype", "block_size"), [
+    (np.float32, 64), (np.complex64, 100), (np.float32, 128),
+    *(pytest.param(d, b, marks=pytest.mark.slow)
+      for d, b in [(np.complex64, 64), (np.float32, 100), (np.complex64, 128)])])
 def test_stacks_with_merged_wy_factors(dtype, block_size):
     # Blocks larger than the leaf size build T by merging; with a batch axis this once
     # crashed XLA's CPU compiler (products with several batch axes).

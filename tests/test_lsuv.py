@@ -9,8 +9,8 @@ import pytest
 from flax import nnx
 
 from jaxinit.diagnostics import layer_statistics
-from jaxinit.unit_variance import lsuv
 from jaxinit.testing import assert_orthogonal
+from jaxinit.unit_variance import lsuv
 
 pytestmark = pytest.mark.timeout(180)
 
