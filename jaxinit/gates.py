@@ -146,7 +146,9 @@ def follow_cell(name: str, option: str, num_gates: int, axis: int, blocks_init: 
     naming ``option``, the factory's argument that gave ``num_gates``.
     """
 
-    def cell_aware_init(key: Array, shape: Shape, dtype: DTypeLike | None = None,
+    default_dtype = base_default_dtype(blocks_init)
+
+    def cell_aware_init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
                         out_sharding: OutSharding = None) -> Array:
         site = cell_site()
         if site is None:
@@ -166,7 +168,6 @@ def follow_cell(name: str, option: str, num_gates: int, axis: int, blocks_init: 
                              "along the last axis; accepted: axis=-1.")
         return blocks_init(key, shape, dtype, out_sharding)
 
-    cell_aware_init.__defaults__ = blocks_init.__defaults__
     return _as_initializer(cell_aware_init, blocks_init, name)
 
 
