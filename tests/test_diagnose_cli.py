@@ -151,3 +151,32 @@ def test_help_of_the_package_says_what_each_command_does(capsys):
     assert "--input-shape" in capsys.readouterr().out
     assert package_main(["bogus"]) == 2
     assert "unknown command or option 'bogus'" in capsys.readouterr().err
+
+
+def test_demo_signal_propagation_equals_layer_statistics():
+    # The demo's single jitted scan must measure what layer_statistics measures: same
+    # kernels (drawn from the same keys), same batch, same loss.
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxinit import he_normal, layer_statistics
+    from jaxinit.__main__ import signal_propagation
+    from jaxinit.diagnose_cli import DeepMLP
+
+    depth, width, batch = 6, 16, 64
+    table = signal_propagation(("he_normal",), depth=depth, width=width, batch=batch)
+    row = [float(v) for v in table.splitlines()[-1].split()[1:]]
+    data_key, init_key = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(data_key, (batch, width))
+    model = DeepMLP(depth, width, jax.nn.relu, he_normal())
+    params = {"params": {
+        f"dense{i + 1}": {"kernel": he_normal()(k, (width, width)), "bias": jnp.zeros(width)}
+        for i, k in enumerate(jax.random.split(init_key, depth))}}
+    stats = layer_statistics(model, params, x,
+                             loss_fn=lambda out: jnp.sum(out * jax.random.normal(
+                                 jax.random.fold_in(data_key, 1), out.shape)))
+    mid = (depth - 1) // 2
+    expected = [stats[0].act_std, stats[mid].act_std, stats[depth - 2].act_std,
+                stats[-1].grad_out_std, stats[0].grad_out_std]
+    np.testing.assert_allclose(row, expected, rtol=2e-3)  # the table prints 3 digits
