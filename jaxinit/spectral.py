@@ -122,7 +122,8 @@ def spectral_radius(
 
     ``jnp.linalg.eig`` is not used: it is implemented only on CPU. With
     ``out_sharding`` the estimate's reductions are partitioned as well, so a
-    non-orthogonal base may differ from the unsharded values by an ulp or so.
+    non-orthogonal base may differ from the unsharded values by an ulp or so,
+    and so may a call under ``jax.vmap`` over keys (batched matrix products).
 
     Regimes: radius < 1 stable (states and gradients of h ← W h decay),
     = 1 critical, > 1 growing / chaotic for tanh networks ("large weights can
