@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -33,55 +34,9 @@ KEY = jax.random.key(0)
 # ------------------------------------------------------------------------------ models
 
 
-class CausalSelfAttention(nn.Module):
-    n_embd: int
-    n_head: int
-
-    @nn.compact
-    def __call__(self, x):
-        b, t, c = x.shape
-        q, k, v = jnp.split(nn.Dense(3 * c, name="c_attn")(x), 3, axis=-1)
-        heads = lambda z: z.reshape(b, t, self.n_head, c // self.n_head)  # noqa: E731
-        y = nn.dot_product_attention(heads(q), heads(k), heads(v),
-                                     mask=nn.make_causal_mask(jnp.ones((b, t))))
-        return nn.Dense(c, name="c_proj")(y.reshape(b, t, c))
-
-
-class MLP(nn.Module):
-    n_embd: int
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.gelu(nn.Dense(4 * self.n_embd, name="c_fc")(x))
-        return nn.Dense(self.n_embd, name="c_proj")(x)
-
-
-class Block(nn.Module):
-    n_embd: int
-    n_head: int
-
-    @nn.compact
-    def __call__(self, x):
-        x = x + CausalSelfAttention(self.n_embd, self.n_head, name="attn")(
-            nn.LayerNorm(name="ln_1")(x))
-        return x + MLP(self.n_embd, name="mlp")(nn.LayerNorm(name="ln_2")(x))
-
-
-class GPT(nn.Module):
-    vocab_size: int = 64
-    block_size: int = 16
-    n_layer: int = 3
-    n_embd: int = 32
-    n_head: int = 4
-
-    @nn.compact
-    def __call__(self, idx):
-        pos = jnp.arange(idx.shape[1])
-        x = nn.Embed(self.vocab_size, self.n_embd, name="wte")(idx) + \
-            nn.Embed(self.block_size, self.n_embd, name="wpe")(pos)
-        for i in range(self.n_layer):
-            x = Block(self.n_embd, self.n_head, name=f"h_{i}")(x)
-        return nn.LayerNorm(name="ln_f")(x)
+# The example's GPT-2 (same parameter paths as a real port), at a test's size.
+GPT = functools.partial(load_example("gpt2_reinit").GPT, vocab_size=64, block_size=16,
+                        n_layer=3, n_embd=32)
 
 
 def gpt2_rules(n_layer):
