@@ -112,6 +112,11 @@ class _Plan(NamedTuple):
     rows: int
     cols: int
 
+    @property
+    def matrix(self) -> tuple[int, int]:
+        """``(tall, short)``: the samplers' ``n >= m`` (a wide weight is a transposed draw)."""
+        return max(self.rows, self.cols), min(self.rows, self.cols)
+
 
 def _plan(dims: tuple[int, ...], column_axis: int, batch_axes: tuple[int, ...],
           num_blocks: int) -> _Plan:
@@ -137,7 +142,7 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
     keys = typed_keys(key)
     if plan.batch_shape:
         keys = slice_keys(keys, plan.batch_shape)
-    tall, short = max(plan.rows, plan.cols), min(plan.rows, plan.cols)
+    tall, short = plan.matrix
     q = haar_matrices(SAMPLERS[method], keys, tall, short, dtype)
     return _place(q, scale, dims, column_axis, batch_axes, num_blocks, sharding)
 
@@ -149,7 +154,7 @@ def _orthogonal_from_draws(draws: Array, scale: Array, *, dims: tuple[int, ...],
     """:func:`_orthogonal_array` from its Gaussians (an eager call's shared draw)."""
     del dtype
     plan = _plan(dims, column_axis, batch_axes, num_blocks)
-    tall, short = max(plan.rows, plan.cols), min(plan.rows, plan.cols)
+    tall, short = plan.matrix
     sampler = cast(DrawSampler, SAMPLERS[method])
     z = take_gaussians(draws, plan.batch_shape, sampler.draw_shape(tall, short))
     return _place(sampler.from_draws(z, tall, short), scale, dims, column_axis, batch_axes,
@@ -300,7 +305,7 @@ def orthogonal(
              sharding: NamedSharding | None) -> Array:
         col, batch = layout(shape)
         plan = _plan(shape, col, batch, blocks)
-        tall, short = max(plan.rows, plan.cols), min(plan.rows, plan.cols)
+        tall, short = plan.matrix
         count = math.prod(plan.batch_shape)
         chosen = auto_method(tall, short, count) if method == "auto" else method
         options = dict(dims=shape, column_axis=col, batch_axes=batch, num_blocks=blocks,
