@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
 
+from jaxinit import draws
 from jaxinit.contract import initializer, runtime_value, scale_samples
 from jaxinit.core import (
     Array,
@@ -79,7 +80,7 @@ def normal_named(name: str, stddev: Any, mean: Any, dtype: DTypeLike | None) -> 
 
     @initializer(name, dtype=dtype, bound=bound, cache_key=_key("normal", stddev, mean))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
-        w = scale_samples(jax.random.normal(key, shape, dtype), stddev)
+        w = scale_samples(draws.normal(key, shape, dtype), stddev)
         if is_traced(mean) or mean != 0:
             w = w + jnp.asarray(mean, dtype)
         return w
@@ -105,7 +106,7 @@ def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> Initializer:
     @initializer(name, dtype=dtype, allow_complex=False,
                  bound=lambda _: (scale, f"scale={scale!r}"), cache_key=_key("uniform", scale))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
-        return scale_samples(jax.random.uniform(key, shape, dtype), scale)
+        return scale_samples(draws.uniform(key, shape, dtype), scale)
 
     return init
 
@@ -127,9 +128,9 @@ def _uniform_range(name: str, low: Any, high: Any, dtype: DTypeLike | None) -> I
                  cache_key=_key("uniform_range", low, high))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         if not traced and high - low <= largest_finite(dtype):
-            return jax.random.uniform(key, shape, dtype, low, high)
+            return draws.uniform(key, shape, dtype, low, high)
         # high - low may overflow the dtype: interpolate instead of scaling U[0, 1) by it.
-        u = jax.random.uniform(key, shape, dtype)
+        u = draws.uniform(key, shape, dtype)
         return jnp.asarray(low, dtype) * (1 - u) + jnp.asarray(high, dtype) * u
 
     return init
@@ -216,7 +217,6 @@ FAR_TAIL = 3.0
 _NEWTON_STEPS = 6
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def truncated_standard_normal(key: Array, lower: float, upper: float, shape: tuple[int, ...],
                               dtype: np.dtype) -> Array:
     """N(0, 1) truncated to ``(lower, upper)``, exact in far tails too.
@@ -229,6 +229,14 @@ def truncated_standard_normal(key: Array, lower: float, upper: float, shape: tup
     and ``x`` from Newton's method on ``log Q(x) = t`` started at the asymptote
     ``x² ≈ -2t - log(-4πt)``; six steps reach float64 rounding.
     """
+    # Elementwise, so drawn flat when eager (see jaxinit.draws).
+    return _truncated_standard_normal(key, lower, upper, draws.draw_shape(key, shape),
+                                      dtype).reshape(shape)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _truncated_standard_normal(key: Array, lower: float, upper: float,
+                               shape: tuple[int, ...], dtype: np.dtype) -> Array:
     if lower < FAR_TAIL and upper > -FAR_TAIL:
         return jax.random.truncated_normal(key, runtime_value(lower, dtype),
                                            runtime_value(upper, dtype), shape, dtype)

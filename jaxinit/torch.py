@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxinit import draws
 from jaxinit.constant import filled
 from jaxinit.contract import initializer, scale_samples
 from jaxinit.core import (
@@ -158,9 +159,9 @@ def _fan_scaled(name: str, std_of: Any, distribution: str, dtype: DTypeLike | No
                  bound=lambda d: (reach * std(d), options), cache_key=cache_key)
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         if distribution == "uniform":
-            samples = jax.random.uniform(key, shape, dtype, -1.0, 1.0)
+            samples = draws.uniform(key, shape, dtype, -1.0, 1.0)
             return scale_samples(samples, math.sqrt(3.0) * std(shape))
-        return scale_samples(jax.random.normal(key, shape, dtype), std(shape))
+        return scale_samples(draws.normal(key, shape, dtype), std(shape))
 
     return with_layout(init, "torch")
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinit import draws
 from jaxinit.contract import initializer, runtime_value, scale_samples
 from jaxinit.core import (
     Array,
@@ -63,8 +64,8 @@ def _complex_uniform_disk(key: Array, shape: tuple[int, ...], dtype: np.dtype) -
     """Uniform on the disk of radius sqrt(2): zero mean, E|z|² = 1 (JAX's sampler)."""
     key_r, key_theta = jax.random.split(key)
     rdt = real_dtype(dtype)
-    r = jnp.sqrt(2 * jax.random.uniform(key_r, shape, rdt))
-    u = jax.random.uniform(key_theta, shape, rdt)
+    r = jnp.sqrt(2 * draws.uniform(key_r, shape, rdt))
+    u = draws.uniform(key_theta, shape, rdt)
     return r.astype(dtype) * jnp.exp(1j * (2 * np.pi * u.astype(dtype)))
 
 
@@ -76,9 +77,9 @@ def _complex_truncated_normal(key: Array, shape: tuple[int, ...], dtype: np.dtyp
     """
     key_r, key_theta = jax.random.split(key)
     rdt = real_dtype(dtype)
-    t = -jnp.expm1(runtime_value(-4.0, rdt)) * jax.random.uniform(key_r, shape, rdt)
+    t = -jnp.expm1(runtime_value(-4.0, rdt)) * draws.uniform(key_r, shape, rdt)
     r = jnp.sqrt(-jnp.log1p(-t))
-    u = jax.random.uniform(key_theta, shape, rdt)
+    u = draws.uniform(key_theta, shape, rdt)
     return r.astype(dtype) * jnp.exp(1j * (2 * np.pi * u.astype(dtype)))
 
 
@@ -165,13 +166,13 @@ def _sample(key: Array, shape: tuple[int, ...], dtype: np.dtype, distribution: s
         if is_complex(dtype):
             return scale_samples(_complex_truncated_normal(key, shape, dtype), stddev)
         bound = runtime_value(2, dtype)
-        return scale_samples(jax.random.truncated_normal(key, -bound, bound, shape, dtype),
+        return scale_samples(draws.truncated_normal(key, -bound, bound, shape, dtype),
                              stddev)
     if distribution == "normal":
-        return scale_samples(jax.random.normal(key, shape, dtype), root(1))
+        return scale_samples(draws.normal(key, shape, dtype), root(1))
     if is_complex(dtype):
         return scale_samples(_complex_uniform_disk(key, shape, dtype), root(1))
-    return scale_samples(jax.random.uniform(key, shape, dtype, -1), root(3))
+    return scale_samples(draws.uniform(key, shape, dtype, -1), root(3))
 
 
 def _denominator(mode: str, fan_in: float, fan_out: float) -> float:
