@@ -26,18 +26,26 @@ import numpy as np
 
 from jaxinit.core import Array
 
-__all__ = ["draw_shape", "normal", "truncated_normal", "uniform"]
+__all__ = ["draw_shape", "is_eager_threefry", "normal", "truncated_normal", "typed_keys",
+           "uniform"]
+
+
+def typed_keys(key: Array) -> Array:
+    """``key`` as a typed key array (a legacy ``uint32`` key wrapped as JAX wraps it)."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def is_eager_threefry(key: Array) -> bool:
+    """Whether ``key`` is concrete (an eager call) and makes threefry numbers."""
+    return (not isinstance(key, jax.core.Tracer)
+            and str(jax.random.key_impl(typed_keys(key))) == "threefry2x32")
 
 
 def draw_shape(key: Array, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape to draw ``shape``'s numbers in: ``(size,)`` for an eager threefry key."""
-    if len(shape) < 2 or isinstance(key, jax.core.Tracer):
-        return shape
-    typed = key if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) \
-        else jax.random.wrap_key_data(key)
-    if str(jax.random.key_impl(typed)) != "threefry2x32":
-        return shape
-    return (math.prod(shape),)
+    return (math.prod(shape),) if len(shape) > 1 and is_eager_threefry(key) else shape
 
 
 def normal(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:

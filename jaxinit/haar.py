@@ -36,6 +36,7 @@ import numpy as np
 from jax import lax
 
 from jaxinit.core import Array
+from jaxinit.draws import is_eager_threefry, typed_keys
 
 __all__ = [
     "DrawSampler",
@@ -50,7 +51,6 @@ __all__ = [
     "sign_corrected_qr",
     "slice_keys",
     "take_gaussians",
-    "typed_keys",
 ]
 
 #: ``sampler(keys, n, m, dtype) -> (*keys.shape, n, m)`` Haar matrices, ``n >= m``.
@@ -73,13 +73,6 @@ def conj_t(x: Array) -> Array:
 def gram(x: Array) -> Array:
     """``XᴴX`` for a stack of matrices."""
     return matmul(conj_t(x), x)
-
-
-def typed_keys(key: Array) -> Array:
-    """``key`` as a typed key array (a legacy ``uint32`` key wrapped as JAX wraps it)."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.wrap_key_data(key)
 
 
 def slice_keys(key: Array, batch_shape: tuple[int, ...]) -> Array:
@@ -191,12 +184,10 @@ def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, 
     for a traced key, or above :data:`SHARED_DRAW_LIMIT` numbers.
     """
     count, size = math.prod(batch_shape), math.prod(shape)
-    if (isinstance(key, jax.core.Tracer) or count * size > SHARED_DRAW_LIMIT
+    if (not is_eager_threefry(key) or count * size > SHARED_DRAW_LIMIT
             or not jax.config.jax_threefry_partitionable):  # type: ignore[attr-defined]
         return None
     keys = typed_keys(key)
-    if str(jax.random.key_impl(keys)) != "threefry2x32":
-        return None
     count_class = _size_class(count) if batch_shape else 0
     return _shared_draw(np.dtype(dtype), count_class, _size_class(size))(keys)
 

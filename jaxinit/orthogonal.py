@@ -43,6 +43,7 @@ from jaxinit.core import (
     is_traced,
     normalize_axes,
 )
+from jaxinit.draws import typed_keys
 from jaxinit.gates import follow_cell
 from jaxinit.haar import (
     DrawSampler,
@@ -53,7 +54,6 @@ from jaxinit.haar import (
     qr_sampler,
     slice_keys,
     take_gaussians,
-    typed_keys,
 )
 from jaxinit.sharding import constrain
 
