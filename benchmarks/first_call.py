@@ -12,9 +12,9 @@ process's CPU time (less disturbed by other load on a shared machine) and
 ``sequence`` times a list of shapes in one process (the first call of each),
 ``nnx`` builds an ``nnx`` MLP of many distinct layer shapes eagerly, every
 kernel orthogonal, and ``cnn`` an ``nnx`` CNN of 3 × 3 convolutions of distinct
-channel counts, every kernel ``he_normal`` (the random schemes' first call). For repeated runs JAX's persistent compilation cache
-removes most of this time (``--cache-dir`` shows it: a second process reads
-the compiled programs)::
+channel counts, every kernel ``he_normal`` (the random schemes' first call).
+For repeated runs JAX's persistent compilation cache removes most of this time
+(``--cache-dir`` shows it: a second process reads the compiled programs)::
 
     python benchmarks/first_call.py                         # all cases
     python benchmarks/first_call.py --cases 96 1024 stack64 --repeats 5
