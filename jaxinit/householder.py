@@ -184,11 +184,15 @@ def _wy_factor(w: Array) -> Array:
     leaf = min(_LEAF, padded)
     unit = tau[..., :, None] * jnp.triu(gram, 1)  # -M
     unit = jnp.pad(unit, [(0, 0)] * (unit.ndim - 2) + [(0, padded - b)] * 2)
-    power = _diagonal_blocks(-unit, leaf)
-    inverse = jnp.eye(leaf, dtype=w.dtype) + power
-    for _ in range(max(math.ceil(math.log2(leaf)) - 1, 0)):
+    def square(_: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
+        power, inverse = carry
         power = _flat_matmul(power, power)
-        inverse = inverse + _flat_matmul(inverse, power)
+        return power, inverse + _flat_matmul(inverse, power)
+
+    power = _diagonal_blocks(-unit, leaf)
+    # A rolled loop: one body to compile, whatever the leaf size.
+    _, inverse = jax.lax.fori_loop(0, max(math.ceil(math.log2(leaf)) - 1, 0), square,
+                                   (power, jnp.eye(leaf, dtype=w.dtype) + power))
     size = leaf
     while size < padded:
         upper = _diagonal_blocks(unit, 2 * size)[..., :size, size:]
