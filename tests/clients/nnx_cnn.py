@@ -18,8 +18,8 @@ class CNN(nnx.Module):
                                  bias_init=inits.zeros_init(), rngs=rngs)
         linear = functools.partial(nnx.Linear, kernel_init=inits.glorot_uniform(),
                                    bias_init=inits.constant(0.01), rngs=rngs)
-        self.conv1, self.conv2 = conv(1, 8), conv(8, 8)
-        self.linear1, self.linear2 = linear(2 * 2 * 8, 16), linear(16, CLASSES)
+        self.conv1, self.conv2 = conv(1, 32), conv(32, 64)  # the example's widths
+        self.linear1, self.linear2 = linear(2 * 2 * 64, 16), linear(16, CLASSES)
 
     def __call__(self, x):
         pool = functools.partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
