@@ -84,8 +84,9 @@ def test_values_do_not_depend_on_block_size_or_stage_plan():
 
 def test_wy_factor_reproduces_the_product_of_reflectors():
     x = jax.random.normal(jax.random.key(5), (2, 16, 40), jnp.complex64)
-    w, _ = _reflectors(x)
-    t = _wy_factor(w)
+    # Jitted: eagerly each operation would compile a program of its own.
+    w, _ = jax.jit(_reflectors)(x)
+    t = jax.jit(_wy_factor)(w)
     assert np.allclose(np.tril(np.asarray(t)[0], -1), 0)  # upper triangular
     for b in range(2):
         product = np.eye(40, dtype=np.complex128)
@@ -100,12 +101,12 @@ def test_wy_factor_reproduces_the_product_of_reflectors():
 def test_degenerate_zero_vector_gives_identity_not_nan():
     # A zero draw (probability zero, but possible in floating point): no NaN, an identity.
     for dtype in (jnp.float32, jnp.complex64):
-        w, sign = _reflectors(jnp.zeros((2, 5), dtype))
-        t = _wy_factor(w[None])
+        w, sign = jax.jit(_reflectors)(jnp.zeros((2, 5), dtype))
+        t = jax.jit(_wy_factor)(w[None])
         assert np.all(np.isfinite(w)) and np.all(np.isfinite(t)) and np.all(t == 0)
         assert np.all(np.abs(sign) == 1)
     draws = jnp.zeros(householder.draw_shape(5, 2))
-    q = householder.householder_matrices(draws, 5, 2)
+    q = jax.jit(householder.householder_matrices, static_argnums=(1, 2))(draws, 5, 2)
     assert np.all(np.isfinite(q))
 
 
@@ -140,5 +141,6 @@ def test_stacks_with_merged_wy_factors(dtype, block_size):
     q = jax.jit(lambda k: householder_sampler(k, 130, 120, np.dtype(dtype),
                                               block_size=block_size))(keys)
     assert_orthogonal(q, batch_axis=0)
-    single = householder_sampler(keys[1], 130, 120, np.dtype(dtype), block_size=block_size)
+    single = jax.jit(lambda k: householder_sampler(k, 130, 120, np.dtype(dtype),
+                                                   block_size=block_size))(keys[1])
     np.testing.assert_allclose(q[1], single, rtol=0, atol=2e-6)
