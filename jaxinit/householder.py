@@ -57,12 +57,16 @@ __all__ = [
 ]
 
 #: Most loop stages (see `_stage_plan`); each compiles one loop body of two
-#: matrix products (~0.1 s). Below ``SINGLE_STAGE_WORK`` (the sum of ``n·m²``
+#: matrix products (~0.05 s). Below ``SINGLE_STAGE_WORK`` (the sum of ``n·m²``
 #: over the matrices) one stage is used: its extra (zero) work, up to ~2.7x the
-#: exact, costs less than compiling more bodies; above, six stages keep the
-#: work within ~1.15x the exact (measured warm at n = 1024, 2-core CPU: 4
-#: stages 34 ms, 6 stages 32 ms; benchmarks/orthogonal.py).
+#: exact, costs less than compiling more bodies. Above, matrices of up to
+#: ``SMALL_PLAN_COLUMNS`` columns take ``SMALL_PLAN_STAGES`` stages, wider ones
+#: ``MAX_STAGES`` (measured, 2-core CPU, compile / warm run, 4 against 6 stages:
+#: 1024² 0.46 s / 17 ms against 0.57 s / 20 ms; (16, 1024, 1024) 0.55 s / 490 ms
+#: against 0.62 s / 478 ms; 2048² 0.71 s / 130 ms against 0.85 s / 119 ms).
 MAX_STAGES = 6
+SMALL_PLAN_STAGES = 4
+SMALL_PLAN_COLUMNS = 1024
 SINGLE_STAGE_WORK = 1 << 29
 
 
@@ -253,7 +257,8 @@ def householder_matrices(draws: Array, n: int, m: int, *, block_size: int | None
     b = min(block_size or default_block_size(n, m), m)
     if max_stages is None:
         work = math.prod(draws.shape[:-2]) * n * m * m
-        max_stages = 1 if work < SINGLE_STAGE_WORK else MAX_STAGES
+        max_stages = (1 if work < SINGLE_STAGE_WORK else
+                      SMALL_PLAN_STAGES if m <= SMALL_PLAN_COLUMNS else MAX_STAGES)
     blocks = -(-m // b)
     w, sign = _reflectors(_unpack(draws, n, m))
     if blocks * b > m:  # a ragged last block, padded with zero vectors (identities)
