@@ -114,7 +114,7 @@ def initializer(
                 max_abs, options = bound(dims)
                 check_magnitude(name, options, max_abs, out_dtype)
             compute = _computation(token, sample, structured, in_output_dtype, dims, out_dtype,
-                                   sharding)
+                                   sharding, compiled=not random and cache_key is not None)
             if sharding is None:
                 return compute(key)
             if random:
@@ -131,15 +131,19 @@ def initializer(
 
 def _computation(token: Hashable, sample: Callable[..., Array], structured: bool,
                  in_output_dtype: bool, dims: tuple[int, ...], out_dtype: np.dtype,
-                 sharding: NamedSharding | None) -> Callable[[Array], Array]:
+                 sharding: NamedSharding | None, compiled: bool) -> Callable[[Array], Array]:
+    """The computation of one call; ``compiled``: jit it even without a sharding."""
     cdt = out_dtype if in_output_dtype else compute_dtype(out_dtype)
-    if sharding is None:
+    if sharding is None and not compiled:
         return _bind(sample, structured, dims, cdt, out_dtype, None)
-    # Sharded calls compile; the same function object for the same token, shape, dtype
-    # and sharding lets JAX's compilation cache hit on repeated (eager) calls.
+    # The same function object for the same token, shape, dtype and sharding lets JAX's
+    # compilation cache hit on repeated (eager) calls. Sharded calls compile; so do
+    # deterministic schemes with concrete options (identity, dirac, gate biases): run
+    # eagerly, each of their operations would compile a program of its own.
     slot = _cached(token, structured, dims, cdt, out_dtype, sharding)
     if not slot:
-        slot.append(_bind(sample, structured, dims, cdt, out_dtype, sharding))
+        compute = _bind(sample, structured, dims, cdt, out_dtype, sharding)
+        slot.append(compute if sharding is not None else jax.jit(compute))
     return slot[0]
 
 
@@ -156,7 +160,8 @@ def _bind(sample: Callable[..., Array], structured: bool, dims: tuple[int, ...],
 
 @functools.lru_cache(maxsize=512)
 def _cached(token: Hashable, structured: bool, dims: tuple[int, ...], cdt: np.dtype,
-            out_dtype: np.dtype, sharding: NamedSharding) -> list[Callable[[Array], Array]]:
+            out_dtype: np.dtype, sharding: NamedSharding | None
+            ) -> list[Callable[[Array], Array]]:
     del token, structured, dims, cdt, out_dtype, sharding  # the cache key
     return []
 
