@@ -188,6 +188,7 @@ def _wy_factor(w: Array) -> Array:
     leaf = min(_LEAF, padded)
     unit = tau[..., :, None] * jnp.triu(gram, 1)  # -M
     unit = jnp.pad(unit, [(0, 0)] * (unit.ndim - 2) + [(0, padded - b)] * 2)
+
     def square(_: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
         power, inverse = carry
         power = _flat_matmul(power, power)
