@@ -69,17 +69,22 @@ SAMPLERS: dict[str, Sampler] = {
     "polar": DrawSampler(matrix_shape, orthogonal_recipes.polar),
 }
 
-#: On CPU, one matrix ``n × m`` with ``n·m² <= CPU_QR_MAX_WORK`` (up to about
-#: 1023 × 1023) is made by
-#: LAPACK's QR: for one call -- compile plus run, what a model's set-up pays --
-#: it is cheaper there than the Householder accumulation, whose larger program
-#: takes longer to compile (benchmarks/first_call.py).
-CPU_QR_MAX_WORK = 1024**3 - 1
+#: On CPU, one matrix ``n × m`` with ``n·m² <= CPU_QR_MAX_WORK`` (up to
+#: 2048 × 2048) is made by LAPACK's QR. Users initialize once, and for one
+#: call -- compile plus run, what a model's set-up pays -- QR is the cheaper up
+#: to this size: the Householder program takes 0.5-0.9 s to compile, QR's about
+#: 0.2 s. Measured in fresh processes (benchmarks/first_call.py, 2-core CPU,
+#: qr / householder wall): 1024² 0.54 / 0.89 s, 2048² 0.97 / 1.61 s, 4096²
+#: 3.05 / 2.15 s, (4096, 512) 0.52 / 0.92 s. Repeated calls of one compiled
+#: program are ~3x faster with ``"householder"`` from 1024² on.
+CPU_QR_MAX_WORK = 2048**3
 
 #: On CPU, the matrices of a stack (``batch_axis`` slices, ``num_blocks``
 #: blocks) with at most this many columns are made by LAPACK's QR, one at a
 #: time; larger ones by the Householder accumulation, batched (several times
-#: faster, benchmarks/orthogonal.py).
+#: faster warm, benchmarks/orthogonal.py, and as fast or faster than JAX's
+#: vmapped QR on a first call from (16, 1024, 1024) on). The rule depends on
+#: the matrix size only, so a larger stack starts with a smaller one's matrices.
 CPU_QR_MAX_STACK_COLUMNS = 64
 
 
@@ -87,9 +92,10 @@ def auto_method(n: int, m: int, count: int = 1, backend: str | None = None) -> s
     """The method ``method="auto"`` picks for ``count`` matrices ``n × m`` (``n >= m``).
 
     On CPU, ``"qr"`` for one matrix with ``n·m² <=`` :data:`CPU_QR_MAX_WORK`
-    or a stack of matrices with at most :data:`CPU_QR_MAX_STACK_COLUMNS`
-    columns, ``"householder"`` otherwise; ``"householder"`` on every other
-    backend (its matrix products are what accelerators run fastest). ``count``
+    (the cheaper total of compiling and running one call) or a stack of
+    matrices with at most :data:`CPU_QR_MAX_STACK_COLUMNS` columns,
+    ``"householder"`` otherwise; ``"householder"`` on every other backend (its
+    matrix products are what accelerators run fastest). ``count``
     is the number of matrices in the weight itself: a ``jax.vmap`` over keys
     does not change it, so a vmapped call uses the method (and gives the
     values) of the single calls.
@@ -232,9 +238,11 @@ def orthogonal(
       and ``"polar"`` (matrix-product methods for accelerators, with a checked
       orthogonality bound): see :mod:`jaxinit.orthogonal_recipes`.
     * ``"auto"`` (default): :func:`auto_method`: on CPU, ``"qr"`` for one
-      matrix smaller than ``1024 × 1024`` (``n·m² < 1024³``) and for stacks of
-      matrices of at most 64 columns, else ``"householder"``;
-      ``"householder"`` on GPU/TPU.
+      matrix up to ``2048 × 2048`` (``n·m² <= 2048³``, where one call costs
+      less with QR) and for stacks of matrices of at most 64 columns, else
+      ``"householder"``; ``"householder"`` on GPU/TPU. For many calls of one
+      compiled program (a vmap over many seeds, repeated re-initialization),
+      ``method="householder"`` is ~3x faster warm from ``1024 × 1024`` on.
 
     Keys and transforms: a single matrix is drawn from ``key`` itself; matrix
     ``i`` of a stack (the slices, then the blocks, in row-major order) from

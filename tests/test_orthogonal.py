@@ -278,9 +278,9 @@ def test_zero_size_shapes():
 
 def test_auto_rule():
     assert auto_method(32, 32, 1, "cpu") == "qr"
-    assert auto_method(1000, 1000, 1, "cpu") == "qr"
-    assert auto_method(8192, 512, 1, "cpu") == "householder"
-    assert auto_method(1024, 1024, 1, "cpu") == "householder"
+    assert auto_method(2048, 2048, 1, "cpu") == "qr"
+    assert auto_method(2049, 2048, 1, "cpu") == "householder"
+    assert auto_method(8192, 1024, 1, "cpu") == "qr"
     assert auto_method(64, 64, 16, "cpu") == "qr"
     assert auto_method(256, 256, 2, "cpu") == "householder"
     assert auto_method(32, 32, 1, "gpu") == "householder"
