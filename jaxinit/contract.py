@@ -99,6 +99,7 @@ def initializer(
 
     def decorate(sample: Callable[..., Array]) -> Initializer:
         token: Hashable = (name, cache_key) if cache_key is not None else sample
+        compiled = not random and cache_key is not None
 
         def init(key: Array, shape: Shape, dtype: DTypeLike | None = default_dtype,
                  out_sharding: OutSharding = None) -> Array:
@@ -114,7 +115,7 @@ def initializer(
                 max_abs, options = bound(dims)
                 check_magnitude(name, options, max_abs, out_dtype)
             compute = _computation(token, sample, structured, in_output_dtype, dims, out_dtype,
-                                   sharding, compiled=not random and cache_key is not None)
+                                   sharding, compiled)
             if sharding is None:
                 return compute(key)
             if random:
