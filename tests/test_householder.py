@@ -138,9 +138,9 @@ def test_stacks_with_merged_wy_factors(dtype, block_size):
     # Blocks larger than the leaf size build T by merging; with a batch axis this once
     # crashed XLA's CPU compiler (products with several batch axes).
     keys = jax.random.split(jax.random.key(6), 3)
-    q = jax.jit(lambda k: householder_sampler(k, 130, 120, np.dtype(dtype),
-                                              block_size=block_size))(keys)
+    sample = jax.jit(lambda k: householder_sampler(k, 130, 120, np.dtype(dtype),
+                                                   block_size=block_size))
+    q = sample(keys)
     assert_orthogonal(q, batch_axis=0)
-    single = jax.jit(lambda k: householder_sampler(k, 130, 120, np.dtype(dtype),
-                                                   block_size=block_size))(keys[1])
+    single = sample(keys[1])
     np.testing.assert_allclose(q[1], single, rtol=0, atol=2e-6)
