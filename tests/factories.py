@@ -82,6 +82,11 @@ FACTORIES: dict[str, Row] = {
     "scaled": Row(lambda **o: jaxinit.scaled(jaxinit.he_normal(**o), 0.5), CONV),
 }
 
+#: Public names bound to the same function as another row's: checked to be that function,
+#: not run through every table again.
+ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal",
+           "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal", "eye": "identity"}
+
 #: Factories without a ``dtype=`` option (their dtype comes from the call or a base).
 NO_DTYPE_OPTION = {"zeros", "ones", "zeros_init", "ones_init", "gate_blocks", "gate_bias",
                    "lstm_bias", "residual_projection"}

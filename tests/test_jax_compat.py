@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import jaxinit
+from designs import rotation
 
 KEYS = [jax.random.key(0), jax.random.PRNGKey(123), jax.random.key(5, impl="rbg")]
 
@@ -27,12 +28,14 @@ FACTORIES = [
     ("variance_scaling", (0.5, "fan_out", "uniform")),
     ("variance_scaling", (2.0, "fan_avg", "truncated_normal")),
     ("variance_scaling", (1.0, "fan_geo_avg", "normal")),
-    ("glorot_uniform", ()), ("glorot_normal", ()), ("xavier_uniform", ()), ("xavier_normal", ()),
-    ("he_uniform", ()), ("he_normal", ()), ("kaiming_uniform", ()), ("kaiming_normal", ()),
+    ("glorot_uniform", ()), ("glorot_normal", ()), ("he_uniform", ()), ("he_normal", ()),
     ("lecun_uniform", ()), ("lecun_normal", ()),
 ]
-AXIS_NAMES = {"variance_scaling", "glorot_uniform", "glorot_normal", "xavier_uniform",
-              "xavier_normal", "he_uniform", "he_normal", "kaiming_uniform", "kaiming_normal",
+FACTORY_IDS = [f"{name}{list(args) if args else ''}" for name, args in FACTORIES]
+# Other names for the same functions, in JAX as here: their values are those above.
+ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal",
+           "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal"}
+AXIS_NAMES = {"variance_scaling", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
               "lecun_uniform", "lecun_normal"}
 # (shape, axis kwargs) -- axis kwargs only for the fan-based schemes.
 SHAPES = [
@@ -42,6 +45,7 @@ SHAPES = [
     ((4, 6, 10, 12), {"in_axis": (1, 2), "out_axis": -1, "batch_axis": 0}),
     ((1, 1), {}),
 ]
+SHAPE_IDS = ["dense", "conv", "axes", "batch_axis", "1x1"]
 
 
 def _make(module, name, args, axes):
@@ -56,19 +60,27 @@ def _assert_same(name, args, shape, axes, key, dtype):
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
-@pytest.mark.parametrize("name, args", FACTORIES)
-@pytest.mark.parametrize("shape, axes", SHAPES)
+def test_aliases_are_the_same_functions_as_in_jax():
+    for alias, name in ALIASES.items():
+        assert getattr(jaxinit, alias) is getattr(jaxinit, name), alias
+        assert getattr(jax.nn.initializers, alias) is getattr(jax.nn.initializers, name), alias
+
+
+# Each factory draws through its own options and each shape through the shared fan and
+# shape code: the default run meets every factory and every shape (`designs.rotation`).
+@pytest.mark.parametrize("name, args, shape, axes",
+                         rotation(FACTORIES, SHAPES, FACTORY_IDS, SHAPE_IDS))
 def test_bit_identical_float32(name, args, shape, axes):
     _assert_same(name, args, shape, axes, KEYS[0], jnp.float32)
 
 
-@pytest.mark.parametrize("name, args", FACTORIES)
-@pytest.mark.parametrize("key", KEYS[1:], ids=["PRNGKey", "rbg"])
+@pytest.mark.parametrize("name, args, key",
+                         rotation(FACTORIES, KEYS[1:], FACTORY_IDS, ["PRNGKey", "rbg"]))
 def test_bit_identical_for_every_key_kind(name, args, key):
     _assert_same(name, args, (12, 20), {}, key, jnp.float32)
 
 
-@pytest.mark.parametrize("name, args", FACTORIES)
+@pytest.mark.parametrize("name, args", FACTORIES, ids=FACTORY_IDS)
 def test_bit_identical_float64_and_default_dtype(name, args):
     with jax.enable_x64(True):
         key = jax.random.key(3)
@@ -85,7 +97,7 @@ def test_complex_variance_scaling_matches_jax(args):
     _assert_same("variance_scaling", args, (6, 5), {}, jax.random.key(11), jnp.complex64)
 
 
-@pytest.mark.parametrize("name, args", FACTORIES)
+@pytest.mark.parametrize("name, args", FACTORIES + [(alias, ()) for alias in ALIASES])
 def test_same_defaults_and_positional_order(name, args):
     ours = inspect.signature(getattr(jaxinit, name)).parameters
     theirs = inspect.signature(getattr(jax.nn.initializers, name)).parameters
