@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from designs import rotation
 
 import jaxinit
-from designs import rotation
 
 KEYS = [jax.random.key(0), jax.random.PRNGKey(123), jax.random.key(5, impl="rbg")]
 
