@@ -151,6 +151,7 @@ def test_eager_and_jit_are_bit_identical(name):
     eager = init(KEY, shape)
     jitted = jax.jit(init, static_argnums=1)(KEY, shape)
     np.testing.assert_array_equal(np.asarray(eager), np.asarray(jitted))
+    np.testing.assert_array_equal(np.asarray(init(KEY, shape)), np.asarray(eager))  # pure
     assert bool(jnp.all(jnp.isfinite(eager)))
 
 
@@ -433,6 +434,7 @@ def test_vmap_over_keys_equals_the_per_key_calls(name):
     init, shape = _build(name), FACTORIES[name].shape
     keys = jax.random.split(KEY, 2)
     batched = jax.vmap(lambda k: init(k, shape))(keys)
+    assert not np.array_equal(np.asarray(batched[0]), np.asarray(batched[1])), "same draws"
     for i in range(2):
         single = np.asarray(init(keys[i], shape))
         if name in VMAP_TO_ROUNDING:

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from designs import rotation
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -227,10 +228,14 @@ def test_sharded_equals_unsharded(method, axis_type):
         np.testing.assert_array_equal(by_spec, unsharded)
 
 
-@pytest.mark.parametrize("method", ["auto", "householder"])
-@pytest.mark.parametrize("jitted", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("with_context", [False, True], ids=["no_mesh_set", "set_mesh"])
-def test_stack_sharded_on_a_default_mesh(method, jitted, with_context):
+CALLS = [(False, False), (True, False), (False, True), (True, True)]
+
+
+# Each way of calling (eager or jitted, with or without a mesh set) meets each method.
+@pytest.mark.parametrize("jitted, with_context, method", rotation(
+    CALLS, ["auto", "householder"], ["eager", "jit", "eager-set_mesh", "jit-set_mesh"],
+    ["auto", "householder"]))
+def test_stack_sharded_on_a_default_mesh(jitted, with_context, method):
     # jax.make_mesh's default axes are Explicit in jax 0.10; this once crashed
     # (a sharding constraint inside the computation named an Explicit axis).
     mesh = jax.make_mesh((4,), ("x",))

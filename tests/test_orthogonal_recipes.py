@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from designs import rotation
 
 from jaxinit import orthogonal_recipes as recipes
 from jaxinit.haar import map_matrices
@@ -54,8 +55,10 @@ def test_orthonormal_columns(name, batch_shape, n, m):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", SAMPLERS)
-@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+# Each sampler at 64-bit precision, real or complex (both with --run-slow); the complex
+# arithmetic of every sampler is checked at complex64 by the Haar tests below.
+@pytest.mark.parametrize("name, dtype", rotation(list(SAMPLERS), ["float64", "complex128"],
+                                                 list(SAMPLERS), ["float64", "complex128"]))
 def test_orthonormal_columns_x64(name, dtype):
     with jax.enable_x64(True):
         q = _jitted(SAMPLERS[name])(_keys(1, (2,)), 48, 20, dtype)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from designs import rotation
 
 import jaxinit
 from jaxinit.testing import UNIFORM_EXCESS_KURTOSIS, assert_ks, assert_variance
@@ -63,9 +64,15 @@ def check_real_law(w, distribution, variance, name):
         assert_ks(w, "uniform", (-limit, 2 * limit), name=name)
 
 
-@pytest.mark.parametrize("mode", ["fan_in", "fan_out", "fan_avg", "fan_geo_avg"])
-@pytest.mark.parametrize("distribution", ["normal", "truncated_normal", "uniform"])
-@pytest.mark.parametrize("shape, axes, fan_in, fan_out", SHAPES)
+MODES = ["fan_in", "fan_out", "fan_avg", "fan_geo_avg"]
+DISTRIBUTIONS = ["normal", "truncated_normal", "uniform"]
+LAWS = [(mode, distribution) for mode in MODES for distribution in DISTRIBUTIONS]
+
+
+# Every mode with every distribution; the shapes' fans (test_fans.py) are met by a
+# rotation in the default run, and in every combination with --run-slow.
+@pytest.mark.parametrize("mode, distribution, shape, axes, fan_in, fan_out", rotation(
+    LAWS, SHAPES, [f"{m}-{d}" for m, d in LAWS], ["dense", "conv", "batch_axis", "grouped"]))
 def test_variance_scaling_real_law(mode, distribution, shape, axes, fan_in, fan_out):
     scale = 1.7
     w = jaxinit.variance_scaling(scale, mode, distribution, **axes)(KEY, shape)
