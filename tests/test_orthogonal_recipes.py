@@ -39,9 +39,11 @@ def _keys(seed, batch_shape):
     return jax.random.split(key, int(np.prod(batch_shape))).reshape(batch_shape)
 
 
+# Each sampler on one of the layouts, every layout met (all pairs with --run-slow); every
+# sampler's batched square and tall matrices are checked again by the Haar tests below.
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", SAMPLERS)
-@pytest.mark.parametrize("batch_shape,n,m", CASES)
+@pytest.mark.parametrize("name, batch_shape, n, m", rotation(
+    list(SAMPLERS), CASES, list(SAMPLERS), ["tall", "two_batch_axes", "one_column"]))
 def test_orthonormal_columns(name, batch_shape, n, m):
     q = _jitted(SAMPLERS[name])(_keys(0, batch_shape), n, m, "float32")
     assert q.shape == (*batch_shape, n, m)
