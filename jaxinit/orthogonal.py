@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxinit import householder, orthogonal_recipes
 from jaxinit.contract import initializer, scale_samples
@@ -55,7 +55,7 @@ from jaxinit.haar import (
     slice_keys,
     take_gaussians,
 )
-from jaxinit.sharding import constrain
+from jaxinit.sharding import auto_mesh, constrain
 
 __all__ = ["SAMPLERS", "auto_method", "orthogonal"]
 
@@ -69,43 +69,37 @@ SAMPLERS: dict[str, Sampler] = {
     "polar": DrawSampler(matrix_shape, orthogonal_recipes.polar),
 }
 
-#: On CPU, one matrix ``n × m`` with ``n·m² <= CPU_QR_MAX_WORK`` (up to
-#: 2048 × 2048) is made by LAPACK's QR. Users initialize once, and for one
-#: call -- compile plus run, what a model's set-up pays -- QR is the cheaper up
-#: to this size: the Householder program takes 0.5-0.9 s to compile, QR's about
-#: 0.2 s. Measured in fresh processes (benchmarks/first_call.py, 2-core CPU,
-#: qr / householder wall): 1024² 0.54 / 0.89 s, 2048² 0.97 / 1.61 s, 4096²
-#: 3.05 / 2.15 s, (4096, 512) 0.52 / 0.92 s. Repeated calls of one compiled
-#: program are ~3x faster with ``"householder"`` from 1024² on.
+#: On CPU, matrices ``n × m`` with ``n·m² <= CPU_QR_MAX_WORK`` (up to
+#: 2048 × 2048) are made by LAPACK's QR, one at a time; larger ones by the
+#: Householder accumulation (batched for a stack). Users initialize once, and
+#: for one call -- compile plus run, what a model's set-up pays -- QR is the
+#: cheaper up to this size: the Householder program takes 0.5-0.9 s to
+#: compile, QR's about 0.2 s. Measured in fresh processes
+#: (benchmarks/first_call.py, 2-core CPU, qr / householder wall): 1024² 0.54 /
+#: 0.89 s, 2048² 0.97 / 1.61 s, 4096² 3.05 / 2.15 s, (4096, 512) 0.52 / 0.92 s;
+#: stacks (64, 256, 256) 0.86 / 1.27 s, (8, 512, 512) 0.72 / 1.21 s,
+#: (4, 1024, 1024) 0.88 / 1.18 s, (16, 1024, 1024) 2.08 / 1.95 s. Repeated
+#: calls of one compiled program are faster with ``"householder"`` (~3x for a
+#: matrix from 1024² on, 1.4x for the (64, 256, 256) stack). The rule depends
+#: on the matrix size only, so a larger stack starts with a smaller one's
+#: matrices.
 CPU_QR_MAX_WORK = 2048**3
 
-#: On CPU, the matrices of a stack (``batch_axis`` slices, ``num_blocks``
-#: blocks) with at most this many columns are made by LAPACK's QR, one at a
-#: time; larger ones by the Householder accumulation, batched (several times
-#: faster warm, benchmarks/orthogonal.py, and as fast or faster than JAX's
-#: vmapped QR on a first call from (16, 1024, 1024) on). The rule depends on
-#: the matrix size only, so a larger stack starts with a smaller one's matrices.
-CPU_QR_MAX_STACK_COLUMNS = 64
 
+def auto_method(n: int, m: int, backend: str | None = None) -> str:
+    """The method ``method="auto"`` picks for matrices ``n × m`` (``n >= m``).
 
-def auto_method(n: int, m: int, count: int = 1, backend: str | None = None) -> str:
-    """The method ``method="auto"`` picks for ``count`` matrices ``n × m`` (``n >= m``).
-
-    On CPU, ``"qr"`` for one matrix with ``n·m² <=`` :data:`CPU_QR_MAX_WORK`
-    (the cheaper total of compiling and running one call) or a stack of
-    matrices with at most :data:`CPU_QR_MAX_STACK_COLUMNS` columns,
-    ``"householder"`` otherwise; ``"householder"`` on every other backend (its
-    matrix products are what accelerators run fastest). ``count``
-    is the number of matrices in the weight itself: a ``jax.vmap`` over keys
-    does not change it, so a vmapped call uses the method (and gives the
-    values) of the single calls.
+    On CPU, ``"qr"`` when ``n·m² <=`` :data:`CPU_QR_MAX_WORK` (the cheaper
+    total of compiling and running one call), ``"householder"`` otherwise;
+    ``"householder"`` on every other backend (its matrix products are what
+    accelerators run fastest). The number of matrices (a stack, gate blocks,
+    a ``jax.vmap`` over keys) does not change the choice, so a stack's slices
+    and a vmapped call's matrices are those of the single calls' method.
     """
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "householder"
-    if count == 1:
-        return "qr" if n * m * m <= CPU_QR_MAX_WORK else "householder"
-    return "qr" if m <= CPU_QR_MAX_STACK_COLUMNS else "householder"
+    return "qr" if n * m * m <= CPU_QR_MAX_WORK else "householder"
 
 
 class _Plan(NamedTuple):
@@ -136,6 +130,9 @@ def _plan(dims: tuple[int, ...], column_axis: int, batch_axes: tuple[int, ...],
                  dims[column_axis] // num_blocks)
 
 
+#: Methods that walk a stack one matrix at a time on CPU (a LAPACK call per matrix).
+LOOPED_ON_CPU = frozenset({"qr", "svd", "cholesky_qr2", "polar"})
+
 _STATIC = ("dims", "column_axis", "batch_axes", "num_blocks", "method", "dtype", "sharding")
 
 
@@ -149,8 +146,32 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
     if plan.batch_shape:
         keys = slice_keys(keys, plan.batch_shape)
     tall, short = plan.matrix
-    q = haar_matrices(SAMPLERS[method], keys, tall, short, dtype)
-    return _place(q, scale, dims, column_axis, batch_axes, num_blocks, sharding)
+
+    def sample(keys: Array) -> Array:
+        return haar_matrices(SAMPLERS[method], keys, tall, short, dtype)
+
+    entries = _batch_entries(sharding, dims, batch_axes, len(plan.batch_shape))
+    if (sharding is not None and method in LOOPED_ON_CPU and jax.default_backend() == "cpu"
+            and any(entries)):
+        # The partitioner cannot split a loop over matrices: each device walks its own.
+        # (without a context mesh, on an Auto copy of the mesh, as constrain does)
+        mesh = auto_mesh(sharding.mesh) if jax.sharding.get_abstract_mesh().empty else None
+        sample = jax.shard_map(sample, mesh=mesh, in_specs=PartitionSpec(*entries),
+                               out_specs=PartitionSpec(*entries, None, None))
+        explicit = jax.sharding.get_abstract_mesh().explicit_axes
+        keys = (jax.sharding.reshard(keys, PartitionSpec(*entries)) if explicit
+                else constrain(keys, sharding, entries))
+    return _place(sample(keys), scale, dims, column_axis, batch_axes, num_blocks, sharding)
+
+
+def _batch_entries(sharding: NamedSharding | None, dims: tuple[int, ...],
+                   batch_axes: tuple[int, ...], batch_rank: int) -> tuple[Any, ...]:
+    """The mesh axes of the matrices' batch axes in the output's sharding (none for the
+    block axis of ``num_blocks``)."""
+    if sharding is None:
+        return (None,) * batch_rank
+    spec = tuple(sharding.spec) + (None,) * (len(dims) - len(sharding.spec))
+    return tuple(spec[a] for a in batch_axes) + (None,) * (batch_rank - len(batch_axes))
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
@@ -177,9 +198,8 @@ def _place(q: Array, scale: Array, dims: tuple[int, ...], column_axis: int,
     if sharding is not None:
         # Shard the samples along the batch axes as the output will be: the
         # partitioner then gives each device only its own slices to compute.
-        entries = tuple(sharding.spec) + (None,) * (len(dims) - len(sharding.spec))
-        inner = tuple(entries[a] for a in batch_axes) + (None,) * (q.ndim - len(batch_axes))
-        q = constrain(q, sharding, inner)
+        entries = _batch_entries(sharding, dims, batch_axes, q.ndim - 2)
+        q = constrain(q, sharding, (*entries, None, None))
     if num_blocks > 1:
         q = jnp.moveaxis(q, -3, -2)  # (*batch, rows, block, cols)
     q = q.reshape(*plan.batch_dims, *plan.row_dims, dims[column_axis])
@@ -237,12 +257,12 @@ def orthogonal(
     * ``"gram_schmidt"``, ``"svd"`` (the classic recipes), ``"cholesky_qr2"``
       and ``"polar"`` (matrix-product methods for accelerators, with a checked
       orthogonality bound): see :mod:`jaxinit.orthogonal_recipes`.
-    * ``"auto"`` (default): :func:`auto_method`: on CPU, ``"qr"`` for one
-      matrix up to ``2048 × 2048`` (``n·m² <= 2048³``, where one call costs
-      less with QR) and for stacks of matrices of at most 64 columns, else
-      ``"householder"``; ``"householder"`` on GPU/TPU. For many calls of one
-      compiled program (a vmap over many seeds, repeated re-initialization),
-      ``method="householder"`` is ~3x faster warm from ``1024 × 1024`` on.
+    * ``"auto"`` (default): :func:`auto_method`: on CPU, ``"qr"`` for
+      matrices up to ``2048 × 2048`` (``n·m² <= 2048³``, where one call costs
+      less with QR), single or stacked, else ``"householder"``;
+      ``"householder"`` on GPU/TPU. For many calls of one compiled program (a
+      vmap over many seeds, repeated re-initialization), ``method="householder"``
+      is ~3x faster warm from ``1024 × 1024`` on.
 
     Keys and transforms: a single matrix is drawn from ``key`` itself; matrix
     ``i`` of a stack (the slices, then the blocks, in row-major order) from
@@ -314,8 +334,7 @@ def orthogonal(
         col, batch = layout(shape)
         plan = _plan(shape, col, batch, blocks)
         tall, short = plan.matrix
-        count = math.prod(plan.batch_shape)
-        chosen = auto_method(tall, short, count) if method == "auto" else method
+        chosen = auto_method(tall, short) if method == "auto" else method
         options = dict(dims=shape, column_axis=col, batch_axes=batch, num_blocks=blocks,
                        method=chosen, dtype=dtype)
         sampler = SAMPLERS[chosen]

@@ -47,6 +47,7 @@ from jaxinit.core import Array, OutSharding, Shape, check_shape
 
 __all__ = [
     "NonPartitionableRandomWarning",
+    "auto_mesh",
     "check_out_sharding",
     "constrain",
     "shard_output",
@@ -209,11 +210,12 @@ def constrain(x: Array, sharding: NamedSharding, entries: tuple[Any, ...]) -> Ar
         return jax.lax.with_sharding_constraint(x, spec)
     # No context mesh: a constraint may name Auto axes only, so use an Auto copy of the mesh
     # (same devices; the output sharding itself stays the one asked for).
-    return jax.lax.with_sharding_constraint(x, NamedSharding(_auto_mesh(sharding.mesh), spec))
+    return jax.lax.with_sharding_constraint(x, NamedSharding(auto_mesh(sharding.mesh), spec))
 
 
 @functools.lru_cache(maxsize=64)
-def _auto_mesh(mesh: Mesh) -> Mesh:
+def auto_mesh(mesh: Mesh) -> Mesh:
+    """``mesh`` with every axis ``Auto`` (the same devices)."""
     if not mesh.abstract_mesh.explicit_axes:
         return mesh
     return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))

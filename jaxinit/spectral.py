@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 
 from jaxinit.contract import initializer, scale_samples
 from jaxinit.core import (
@@ -158,11 +159,13 @@ def spectral_radius(
     @initializer(name, dtype=dtype, allow_complex=False, min_rank=2, check=check,
                  bound=lambda _: (radius, f"radius={radius!r}"),
                  cache_key=("spectral_radius", radius, base, num_squarings)
-                 if isinstance(base, str) else None)
-    def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+                 if isinstance(base, str) else None, structured=True)
+    def init(key: Array, shape: tuple[int, ...], dtype: np.dtype,
+             sharding: NamedSharding | None) -> Array:
         if base == "orthogonal":
+            # The output's sharding passed on: orthogonal lays out its stack by it.
             stacked = orthogonal(radius, batch_axis=tuple(range(len(shape) - 2)))
-            return stacked(key, shape, dtype)
+            return stacked(key, shape, dtype, out_sharding=sharding)
         return rescaled(key, shape, dtype)
 
     # One compiled program, so that eager calls round as calls inside a user's jit do.
