@@ -131,7 +131,7 @@ def _plan(dims: tuple[int, ...], column_axis: int, batch_axes: tuple[int, ...],
 
 
 #: Methods that walk a stack one matrix at a time on CPU (a LAPACK call per matrix).
-LOOPED_ON_CPU = frozenset({"qr", "svd", "cholesky_qr2", "polar"})
+_LOOPED_ON_CPU = frozenset({"qr", "svd", "cholesky_qr2", "polar"})
 
 _STATIC = ("dims", "column_axis", "batch_axes", "num_blocks", "method", "dtype", "sharding")
 
@@ -151,7 +151,7 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
         return haar_matrices(SAMPLERS[method], keys, tall, short, dtype)
 
     entries = _batch_entries(sharding, dims, batch_axes, len(plan.batch_shape))
-    if (sharding is not None and method in LOOPED_ON_CPU and jax.default_backend() == "cpu"
+    if (sharding is not None and method in _LOOPED_ON_CPU and jax.default_backend() == "cpu"
             and any(entries)):
         # The partitioner cannot split a loop over matrices: each device walks its own.
         # (without a context mesh, on an Auto copy of the mesh, as constrain does)
