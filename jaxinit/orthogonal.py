@@ -150,26 +150,21 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
     def sample(keys: Array) -> Array:
         return haar_matrices(SAMPLERS[method], keys, tall, short, dtype)
 
-    entries = _batch_entries(sharding, dims, batch_axes, len(plan.batch_shape))
-    if (sharding is not None and method in _LOOPED_ON_CPU and jax.default_backend() == "cpu"
-            and any(entries)):
-        # The partitioner cannot split a loop over matrices: each device walks its own.
-        # (without a context mesh, on an Auto copy of the mesh, as constrain does)
-        mesh = auto_mesh(sharding.mesh) if jax.sharding.get_abstract_mesh().empty else None
-        sample = jax.shard_map(sample, mesh=mesh, in_specs=PartitionSpec(*entries),
-                               out_specs=PartitionSpec(*entries, None, None))
-        explicit = jax.sharding.get_abstract_mesh().explicit_axes
-        keys = (jax.sharding.reshard(keys, PartitionSpec(*entries)) if explicit
-                else constrain(keys, sharding, entries))
+    if sharding is not None and method in _LOOPED_ON_CPU and jax.default_backend() == "cpu":
+        entries = _batch_entries(sharding, dims, batch_axes, len(plan.batch_shape))
+        if any(entries):
+            # The partitioner cannot split a loop over matrices: each device walks its own
+            # (without a context mesh, on an Auto copy of the mesh, as constrain does).
+            mesh = auto_mesh(sharding.mesh) if jax.sharding.get_abstract_mesh().empty else None
+            sample = jax.shard_map(sample, mesh=mesh, in_specs=PartitionSpec(*entries),
+                                   out_specs=PartitionSpec(*entries, None, None))
     return _place(sample(keys), scale, dims, column_axis, batch_axes, num_blocks, sharding)
 
 
-def _batch_entries(sharding: NamedSharding | None, dims: tuple[int, ...],
+def _batch_entries(sharding: NamedSharding, dims: tuple[int, ...],
                    batch_axes: tuple[int, ...], batch_rank: int) -> tuple[Any, ...]:
     """The mesh axes of the matrices' batch axes in the output's sharding (none for the
     block axis of ``num_blocks``)."""
-    if sharding is None:
-        return (None,) * batch_rank
     spec = tuple(sharding.spec) + (None,) * (len(dims) - len(sharding.spec))
     return tuple(spec[a] for a in batch_axes) + (None,) * (batch_rank - len(batch_axes))
 
