@@ -89,17 +89,20 @@ CPU_QR_MAX_WORK = 2048**3
 def auto_method(n: int, m: int, backend: str | None = None) -> str:
     """The method ``method="auto"`` picks for matrices ``n × m`` (``n >= m``).
 
-    On CPU, ``"qr"`` when ``n·m² <=`` :data:`CPU_QR_MAX_WORK` (the cheaper
-    total of compiling and running one call), ``"householder"`` otherwise;
-    ``"householder"`` on every other backend (its matrix products are what
-    accelerators run fastest). The number of matrices (a stack, gate blocks,
-    a ``jax.vmap`` over keys) does not change the choice, so a stack's slices
-    and a vmapped call's matrices are those of the single calls' method.
+    The cheaper total of compiling and running one call. On CPU, ``"qr"``
+    when ``n·m² <=`` :data:`CPU_QR_MAX_WORK`, ``"householder"`` otherwise. On
+    every other backend ``"qr"``: on a GPU the Householder program compiles
+    for 3-36 s (a GEMM of its own shape per stage, each tuned by XLA) against
+    ~0.6 s for QR, though it then runs 3-9x faster (NVIDIA H200, jax 0.11.2,
+    ``benchmarks/RESULTS.md``); TPUs are unmeasured and get JAX's own method.
+    The number of matrices (a stack, gate blocks, a ``jax.vmap`` over keys)
+    does not change the choice, so a stack's slices and a vmapped call's
+    matrices are those of the single calls' method.
     """
     backend = backend or jax.default_backend()
-    if backend != "cpu":
+    if backend == "cpu" and n * m * m > CPU_QR_MAX_WORK:
         return "householder"
-    return "qr" if n * m * m <= CPU_QR_MAX_WORK else "householder"
+    return "qr"
 
 
 class _Plan(NamedTuple):
@@ -242,8 +245,9 @@ def orthogonal(
 
     * ``"qr"``: QR of a Gaussian matrix; for every shape and float32/float64/
       complex dtype that ``jax.nn.initializers.orthogonal(scale, column_axis)``
-      accepts, the same bits for the same key. The matrices of a stack are
-      made one QR at a time.
+      accepts, the same bits for the same key. On CPU the matrices of a stack
+      are made one QR at a time (a GPU runs them as one batched QR, whose
+      values can differ from the single call's in the last bits).
     * ``"householder"``: draws the Householder reflectors of a Gaussian matrix
       directly (half the random numbers) and only accumulates them, in
       compact-WY blocks, so almost all work is large matrix products
@@ -254,10 +258,10 @@ def orthogonal(
       orthogonality bound): see :mod:`jaxinit.orthogonal_recipes`.
     * ``"auto"`` (default): :func:`auto_method`: on CPU, ``"qr"`` for
       matrices up to ``2048 × 2048`` (``n·m² <= 2048³``, where one call costs
-      less with QR), single or stacked, else ``"householder"``;
-      ``"householder"`` on GPU/TPU. For many calls of one compiled program (a
-      vmap over many seeds, repeated re-initialization), ``method="householder"``
-      is ~3x faster warm from ``1024 × 1024`` on.
+      less with QR), single or stacked, else ``"householder"``; ``"qr"`` on
+      GPU/TPU. For many calls of one compiled program (a vmap over many
+      seeds, repeated re-initialization), ``method="householder"`` is ~3x
+      faster warm from ``1024 × 1024`` on (3-9x on a GPU).
 
     Keys and transforms: a single matrix is drawn from ``key`` itself; matrix
     ``i`` of a stack (the slices, then the blocks, in row-major order) from

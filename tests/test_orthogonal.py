@@ -287,7 +287,7 @@ def test_auto_rule():
     assert auto_method(2048, 2048, "cpu") == "qr"
     assert auto_method(2049, 2048, "cpu") == "householder"
     assert auto_method(8192, 1024, "cpu") == "qr"
-    assert auto_method(32, 32, "gpu") == "householder"
+    assert auto_method(8192, 8192, "gpu") == auto_method(8192, 8192, "tpu") == "qr"
     assert set(SAMPLERS) >= {"qr", "householder"}
     assert qr_sampler(KEY, 4, 3, np.dtype(np.float32)).shape == (4, 3)
 
