@@ -92,8 +92,8 @@ def auto_method(n: int, m: int, backend: str | None = None) -> str:
     The cheaper total of compiling and running one call. On CPU, ``"qr"``
     when ``n·m² <=`` :data:`CPU_QR_MAX_WORK`, ``"householder"`` otherwise. On
     every other backend ``"qr"``: on a GPU the Householder program compiles
-    for 3-36 s (a GEMM of its own shape per stage, each tuned by XLA) against
-    ~0.6 s for QR, though it then runs 3-9x faster (NVIDIA H200, jax 0.11.2,
+    for 3-36 s (its stages' matrix products each have their own shapes) against
+    ~0.6 s for QR, though it then runs 2.3-82x faster (NVIDIA H200, jax 0.11.2,
     ``benchmarks/RESULTS.md``); TPUs are unmeasured and get JAX's own method.
     The number of matrices (a stack, gate blocks, a ``jax.vmap`` over keys)
     does not change the choice, so a stack's slices and a vmapped call's

@@ -183,7 +183,8 @@ def test_qr_bit_identical_complex_and_float64():
 
 
 def test_stack_slices_are_jax_matrices_of_folded_keys():
-    # Slice i of a stack is drawn from fold_in(key, i): with "qr", JAX's matrix for that key.
+    # Slice i of a stack is drawn from fold_in(key, i): with "qr" on CPU (one LAPACK call per
+    # matrix), JAX's matrix for that key, bit for bit.
     ours = orthogonal(method="qr", batch_axis=0)(KEY, (3, 10, 6))
     for i in range(3):
         expected = jax.random.orthogonal(jax.random.fold_in(KEY, i), 10, m=6)
