@@ -26,8 +26,9 @@ cover every step. Definitions used throughout:
 Layers are found without changing the model: linen module calls are seen
 through ``flax.linen.intercept_methods``; for nnx, the kernel layers of a
 private copy of the model (``nnx.merge`` of its state) are wrapped. The
-caller's model and params are never modified. The whole computation runs
-under ``jax.jit`` unless ``jit=False`` (for models that are not traceable).
+caller's model and params are never modified. The forward and backward pass
+runs under ``jax.jit`` unless ``jit=False`` (for models that are not
+traceable); the statistics are reduced in NumPy, in float64.
 
 :func:`format_table` prints the records and :func:`plot_statistics` draws std
 against depth for several runs (e.g. several initializers) on one figure.
@@ -115,12 +116,17 @@ def _check_bounds(bounds: Any) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
-def _unit_all(mask: Array) -> Array:
+def _float64(x: Any) -> np.ndarray:
+    return np.asarray(x).astype(np.float64)
+
+
+def _unit_all(mask: np.ndarray) -> float:
     """Fraction of units (last axis) for which ``mask`` holds on every other entry."""
-    return jnp.mean(jnp.all(mask.reshape(-1, mask.shape[-1]), axis=0))
+    return float(np.mean(np.all(mask.reshape(-1, mask.shape[-1]), axis=0)))
 
 
-def _saturation(z: Array, a: Array, bounds: tuple[float, float] | None, margin: float) -> Array:
+def _saturation(z: np.ndarray, a: np.ndarray, bounds: tuple[float, float] | None,
+                margin: float) -> float:
     """Fraction of ``a`` within ``margin * (high - low) / 2`` of its bounds.
 
     Without ``bounds``, a layer's activation is recognized as ``tanh(z)`` or
@@ -129,22 +135,32 @@ def _saturation(z: Array, a: Array, bounds: tuple[float, float] | None, margin: 
     the zone starts at the same point of the curve for both.
     """
 
-    def near_bounds(low: float, high: float) -> Array:
+    def near_bounds(low: float, high: float) -> float:
         width = (high - low) * margin / 2
-        return jnp.mean((a <= low + width) | (a >= high - width))
+        return float(np.mean((a <= low + width) | (a >= high - width)))
 
     if bounds is not None:
         return near_bounds(*bounds)
     if z.shape != a.shape:
-        return jnp.array(jnp.nan)
-    is_tanh = jnp.max(jnp.abs(a - jnp.tanh(z))) <= 1e-5
-    is_sigmoid = jnp.max(jnp.abs(a - jax.nn.sigmoid(z))) <= 1e-5
-    return jnp.where(is_tanh, near_bounds(-1.0, 1.0),
-                     jnp.where(is_sigmoid, near_bounds(0.0, 1.0), jnp.nan))
+        return math.nan
+    if np.max(np.abs(a - np.tanh(z))) <= 1e-5:
+        return near_bounds(-1.0, 1.0)
+    if np.max(np.abs(a - 0.5 * (1 + np.tanh(z / 2)))) <= 1e-5:
+        return near_bounds(0.0, 1.0)
+    return math.nan
 
 
-def _std(x: Any) -> Array:
-    return jnp.std(jnp.asarray(x, jnp.float32))
+def _row(z: Any, act: Any, grad_out: Any, grad_kernel: Any,
+         bounds: tuple[float, float] | None, margin: float) -> list[float]:
+    """One layer's statistics, in float64, in the order of :class:`LayerStats`' fields."""
+    z = _float64(z)
+    act = np.full((1,), np.nan) if act is None else _float64(act)
+    return [float(z.mean()), float(z.std()), _unit_all(z <= 0),
+            float(np.mean(np.abs(np.tanh(z)) >= 1 - margin)),
+            float(act.mean()), float(act.std()), float(np.mean(act**2)), _unit_all(act == 0),
+            _saturation(z, act, bounds, margin),
+            math.nan if grad_out is None else float(_float64(grad_out).std()),
+            float(_float64(grad_kernel).std())]
 
 
 def _projection_loss(key: Array) -> Callable[[Any], Array]:
@@ -219,34 +235,30 @@ def layer_statistics(
     loss = loss_fn or _projection_loss(jax.random.key(0) if key is None else key)
     zeros = [jnp.zeros(t.output.shape, t.output.dtype) for t in taps_meta]
 
-    def compute(params: Any, aux: Any, x: Any, perturb: list[Array]) -> Array:
+    def compute(params: Any, aux: Any, x: Any, perturb: list[Array]) -> list[tuple]:
         def scalar_loss(p, eps):
             out, taps = prepared.run(p, aux, x, eps)
             return loss(out), (out, taps)
 
         grads, (out, taps) = jax.grad(scalar_loss, argnums=(0, 1), has_aux=True)(params, perturb)
         grad_params, grad_out = grads
-        rows = []
+        layers = []
         for i, tap in enumerate(taps):
-            z = jnp.asarray(tap.output, jnp.float32)
-            nxt = taps[i + 1].inputs if i + 1 < len(taps) else out
-            act = jnp.asarray(jax.tree_util.tree_leaves(nxt)[0], jnp.float32) if (
-                len(jax.tree_util.tree_leaves(nxt)) == 1) else jnp.full((1,), jnp.nan)
-            rows.append(jnp.stack([
-                jnp.mean(z), jnp.std(z), _unit_all(z <= 0),
-                jnp.mean(jnp.abs(jnp.tanh(z)) >= 1 - margin),
-                jnp.mean(act), jnp.std(act), jnp.mean(act**2), _unit_all(act == 0),
-                _saturation(z, act, bounds, margin),
-                _std(grad_out[i]) if tap.grad_observable else jnp.array(jnp.nan),
-                _std(get_at(grad_params, tap.kernel_path)[tap.stack_index]),
-            ]))
-        return jnp.stack(rows)
+            received = jax.tree_util.tree_leaves(taps[i + 1].inputs if i + 1 < len(taps) else out)
+            layers.append((tap.output, received[0] if len(received) == 1 else None,
+                           grad_out[i] if tap.grad_observable else None,
+                           get_at(grad_params, tap.kernel_path)[tap.stack_index]))
+        return layers
 
+    # The program returns the arrays and NumPy reduces them (in float64): a compiled
+    # program of a dozen reductions per layer took several times the model's own time
+    # to compile.
     fn = jax.jit(compute) if jit else compute
-    table = np.asarray(fn(prepared.params, prepared.aux, batch, zeros), dtype=np.float64)
+    layers = jax.device_get(fn(prepared.params, prepared.aux, batch, zeros))
     return [
-        LayerStats(i + 1, t.name, t.kind, tuple(t.output.shape), *map(float, row))
-        for i, (t, row) in enumerate(zip(taps_meta, table, strict=True))
+        LayerStats(i + 1, t.name, t.kind, tuple(t.output.shape),
+                   *_row(*arrays, bounds, margin))
+        for i, (t, arrays) in enumerate(zip(taps_meta, layers, strict=True))
     ]
 
 
