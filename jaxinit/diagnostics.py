@@ -150,11 +150,13 @@ def _saturation(z: np.ndarray, a: np.ndarray, bounds: tuple[float, float] | None
     return math.nan
 
 
-def _row(z: Any, act: Any, grad_out: Any, grad_kernel: Any,
-         bounds: tuple[float, float] | None, margin: float) -> list[float]:
-    """One layer's statistics, in float64, in the order of :class:`LayerStats`' fields."""
-    z = _float64(z)
-    act = np.full((1,), np.nan) if act is None else _float64(act)
+def _row(layer: tuple[Any, Any, Any, Any], bounds: tuple[float, float] | None,
+         margin: float) -> list[float]:
+    """One layer's statistics, in float64, in the order of :class:`LayerStats`' fields, from
+    its ``(pre-activation, activation or None, output gradient or None, kernel gradient)``."""
+    pre, received, grad_out, grad_kernel = layer
+    z = _float64(pre)
+    act = np.full((1,), np.nan) if received is None else _float64(received)
     return [float(z.mean()), float(z.std()), _unit_all(z <= 0),
             float(np.mean(np.abs(np.tanh(z)) >= 1 - margin)),
             float(act.mean()), float(act.std()), float(np.mean(act**2)), _unit_all(act == 0),
@@ -257,8 +259,8 @@ def layer_statistics(
     layers = jax.device_get(fn(prepared.params, prepared.aux, batch, zeros))
     return [
         LayerStats(i + 1, t.name, t.kind, tuple(t.output.shape),
-                   *_row(*arrays, bounds, margin))
-        for i, (t, arrays) in enumerate(zip(taps_meta, layers, strict=True))
+                   *_row(layer, bounds, margin))
+        for i, (t, layer) in enumerate(zip(taps_meta, layers, strict=True))
     ]
 
 
