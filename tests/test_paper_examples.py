@@ -25,6 +25,7 @@ saxe_2014 = load_example("saxe_2014")
 STANDARD, NORMALIZED = glorot_bengio_2010.SCHEMES
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_glorot_bengio_standard_shrinks_normalized_flat(tmp_path):
     profiles = glorot_bengio_2010.tanh_profiles(width=256, depth=5, n_examples=512)
@@ -57,6 +58,18 @@ def test_glorot_bengio_standard_shrinks_normalized_flat(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_glorot_bengio_smoke(tmp_path):
+    # The slow test's code path on a small net: a finite profile per layer and scheme, a PNG.
+    profiles = glorot_bengio_2010.tanh_profiles(width=16, depth=2, n_examples=64)
+    assert set(profiles) == {STANDARD, NORMALIZED}
+    for profile in profiles.values():
+        for stat in ("activation_std", "backprop_std", "weight_grad_std"):
+            assert profile[stat].shape == (2,) and np.all(np.isfinite(profile[stat])), stat
+    out = tmp_path / "gb.png"
+    glorot_bengio_2010.plot(profiles, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.timeout(120)
 def test_he_forward_std_depth_100():
     schemes = {"he": jaxinit.he_normal, "lecun": jaxinit.lecun_normal}
@@ -73,6 +86,7 @@ def test_he_forward_std_depth_100():
     assert stds["lecun"][-1] / stds["he"][-1] < 1e-10
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_he_first_layer_gradient_lecun_vanishes_depth_30():
     depth, width = 30, 32
@@ -101,10 +115,13 @@ def test_he_trains_lecun_stalls_depth_30():
 
 
 def test_he_training_smoke():
-    # The slow test's code path on a shallow net: a history per evaluation, finite losses.
+    # The slow tests' code paths on a shallow net: a history per evaluation, finite losses,
+    # a finite non-zero first-layer gradient.
     history = he_2015.train(jaxinit.he_normal, depth=3, width=16, steps=10, eval_every=5)
     assert len(history["train_loss"]) >= 2
     assert np.all(np.isfinite(history["train_loss"])), history["train_loss"]
+    grad = he_2015.first_layer_grad_std(jaxinit.he_normal, depth=3, width=16)
+    assert math.isfinite(grad) and grad > 0, grad
 
 
 @pytest.mark.timeout(120)
