@@ -94,9 +94,11 @@ def test_vmapped_values(method):
         np.testing.assert_array_equal(vmapped, single)
     else:
         np.testing.assert_allclose(vmapped, single, rtol=0, atol=1e-6)
-    # Nested vmaps flatten onto the same batched call.
-    nested = jax.vmap(jax.vmap(lambda k: init(k, shape)))(KEYS.reshape(2, 2))
-    np.testing.assert_array_equal(nested.reshape(vmapped.shape), vmapped)
+    # Nested vmaps flatten onto the same batched call. The rule that flattens them is one
+    # wrapper for every sampler (haar._vmappable): checked with and without LAPACK.
+    if method in ("qr", "householder"):
+        nested = jax.vmap(jax.vmap(lambda k: init(k, shape)))(KEYS.reshape(2, 2))
+        np.testing.assert_array_equal(nested.reshape(vmapped.shape), vmapped)
 
 
 @pytest.mark.parametrize("method", ["auto", "householder", "qr"])
