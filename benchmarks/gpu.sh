@@ -40,10 +40,10 @@ XLA_PYTHON_CLIENT_PREALLOCATE=false step tests 80 \
   $py -m pytest -q -p no:cacheprovider -n 8 --timeout 60 \
   tests/test_householder.py tests/test_orthogonal.py \
   -k "haar or every_method or dtypes or blocked or block_size or bit_identical or stack"
-# On a GPU `auto` is `householder`: timing both would compile the same program twice.
+# `auto` is one of these two on every backend: timing it too would compile a program twice.
 step warm 180 $py benchmarks/orthogonal.py --methods householder qr --repeats 5
 step blocks 60 $py benchmarks/orthogonal.py --cases 4096 stack64 --methods householder \
   --no-jax --no-torch --repeats 5 --block-sizes 32 64 128 256
 step first 170 $py benchmarks/first_call.py --cases 8 512 2048 8192 stack64 stack16 lstm1024 \
-  --impls jaxinit jaxinit:qr jax --repeats 1
+  --impls jaxinit jaxinit:householder jax --repeats 1
 step nnx 80 $py benchmarks/first_call.py --cases nnx --impls jaxinit jax --repeats 1

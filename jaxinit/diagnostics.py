@@ -206,7 +206,8 @@ def layer_statistics(
         range (0.01: ``|tanh| >= 0.99``, sigmoid outside ``[0.005, 0.995]``).
       apply_kwargs: extra keyword arguments of the model call (``train=False``,
         linen ``rngs=``, ...).
-      jit: compile the computation (default); ``False`` for untraceable models.
+      jit: compile the forward and backward pass (default); ``False`` for
+        untraceable models.
 
     Returns:
       One :class:`LayerStats` per kernel-layer call, in call order.
