@@ -388,9 +388,11 @@ def test_call_errors():
         sparse(3)(key, (5,))
     with pytest.raises(TypeError, match="not a PRNG key"):
         sparse(3)(0, (5, 5))
-    # Inputs are int32 and the random counters uint32: refused, never repeated.
-    with pytest.raises(ValueError, match=r"fan_in=2147483648 and 1 units; accepted: a fan-in"):
-        sparse(3)(key, (2**31, 1))
+    # Positions share a uint32 counter word with the stream's index (2 bits) and units have
+    # their own: refused, never repeated.
+    with pytest.raises(ValueError, match=r"fan_in=1073741824 and 1 units; accepted: a fan-in "
+                                         r"below 2\^30"):
+        sparse(3)(key, (2**30, 1))
     with pytest.raises(ValueError, match=r"and 4294967296 units"):
         sparse(3, batch_axis=0)(key, (2**16, 3, 2**16))
 
