@@ -107,8 +107,8 @@ def _substreams(stream: Stream, count: int) -> list[Stream]:
     """``count`` independent random streams of a root stream (the role of
     ``jax.random.fold_in``). For threefry, disjoint counter ranges of the same key: stream
     ``i`` adds ``i·2³⁰`` to the position word of its counters. Hashing the key into
-    sub-keys instead made every program that draws compile 1.5-4x slower (its scalar
-    results enter every later hash)."""
+    sub-keys instead made the programs compile up to 3x slower (their scalar results
+    enter every later hash)."""
     if not isinstance(stream, tuple):
         return [jax.random.fold_in(stream, i) for i in range(count)]
     assert count <= 1 << (32 - _STREAM_SHIFT) and int(stream[2]) == 0
