@@ -125,14 +125,15 @@ def _unit_all(mask: np.ndarray) -> float:
     return float(np.mean(np.all(mask.reshape(-1, mask.shape[-1]), axis=0)))
 
 
-def _saturation(z: np.ndarray, a: np.ndarray, bounds: tuple[float, float] | None,
-                margin: float) -> float:
+def _saturation(z: np.ndarray, tanh_z: np.ndarray, a: np.ndarray,
+                bounds: tuple[float, float] | None, margin: float) -> float:
     """Fraction of ``a`` within ``margin * (high - low) / 2`` of its bounds.
 
     Without ``bounds``, a layer's activation is recognized as ``tanh(z)`` or
     ``sigmoid(z)`` of its pre-activation (same shape, equal to float32
     rounding); anything else gives NaN. Since sigmoid(z) = (1 + tanh(z/2))/2,
-    the zone starts at the same point of the curve for both.
+    the zone starts at the same point of the curve for both. ``tanh_z`` is
+    ``tanh(z)``, computed once by the caller.
     """
 
     def near_bounds(low: float, high: float) -> float:
@@ -143,7 +144,7 @@ def _saturation(z: np.ndarray, a: np.ndarray, bounds: tuple[float, float] | None
         return near_bounds(*bounds)
     if z.shape != a.shape:
         return math.nan
-    if np.max(np.abs(a - np.tanh(z))) <= 1e-5:
+    if np.max(np.abs(a - tanh_z)) <= 1e-5:
         return near_bounds(-1.0, 1.0)
     if np.max(np.abs(a - 0.5 * (1 + np.tanh(z / 2)))) <= 1e-5:
         return near_bounds(0.0, 1.0)
@@ -157,10 +158,11 @@ def _row(layer: tuple[Any, Any, Any, Any], bounds: tuple[float, float] | None,
     pre, received, grad_out, grad_kernel = layer
     z = _float64(pre)
     act = np.full((1,), np.nan) if received is None else _float64(received)
+    tanh_z = np.tanh(z)
     return [float(z.mean()), float(z.std()), _unit_all(z <= 0),
-            float(np.mean(np.abs(np.tanh(z)) >= 1 - margin)),
+            float(np.mean(np.abs(tanh_z) >= 1 - margin)),
             float(act.mean()), float(act.std()), float(np.mean(act**2)), _unit_all(act == 0),
-            _saturation(z, act, bounds, margin),
+            _saturation(z, tanh_z, act, bounds, margin),
             math.nan if grad_out is None else float(_float64(grad_out).std()),
             float(_float64(grad_kernel).std())]
 
