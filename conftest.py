@@ -1,5 +1,7 @@
 """Test configuration: 8 fake CPU devices for sharding tests and doctests, one compilation
-cache for the run's worker processes, opt-in slow tests."""
+cache for the run's worker processes, opt-in slow tests, and ``@pytest.mark.devices(n)``
+for tests that build a mesh of ``n`` devices (skipped where the default backend has fewer,
+e.g. a machine with one GPU)."""
 
 import os
 import shutil
@@ -43,6 +45,19 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    import jax
+
+    available = jax.device_count()
+    if jax.default_backend() == "cpu" and available < 8:
+        # On CPU the flag above gives 8 devices: fewer would silently skip the sharding tests.
+        raise pytest.UsageError(f"expected 8 CPU devices from XLA_FLAGS={_flag!r}, got "
+                                f"{available}; XLA_FLAGS is {os.environ.get('XLA_FLAGS')!r}")
+    for item in items:
+        needed = item.get_closest_marker("devices")
+        if needed is not None and needed.args[0] > available:
+            item.add_marker(pytest.mark.skip(
+                reason=f"builds a mesh of {needed.args[0]} devices; the default backend has "
+                       f"{available}"))
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow")

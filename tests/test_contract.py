@@ -408,9 +408,8 @@ def test_a_base_with_spectral_radius_zero_is_refused(base, caplog):
 # --- compiled programs are shared -----------------------------------------------------------
 
 
+@pytest.mark.devices(2)
 def test_fresh_factories_with_equal_options_reuse_the_sharded_program(caplog):
-    if jax.device_count() < 2:
-        pytest.skip("needs 2 devices")
     mesh = jax.make_mesh((2,), ("d",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
     jaxinit.normal(0.1)(KEY, (8, 4), out_sharding=sharding)  # compile once

@@ -218,6 +218,7 @@ def test_delta_orthogonal_errors_name_the_argument():
 # --- sharding ---------------------------------------------------------------------------------
 
 
+@pytest.mark.devices(8)
 @pytest.mark.timeout(120)
 def test_out_sharding_gives_the_unsharded_values():
     mesh = jax.make_mesh((8,), ("x",))

@@ -14,6 +14,7 @@ import pytest
 from example_loader import load_example
 
 
+@pytest.mark.devices(8)
 def test_one_process_sharded_tree_equals_the_reference():
     # What each worker computes, on this process's 8 devices: the smoke test of the slow
     # two-process run (its layout, shardings and reference values).

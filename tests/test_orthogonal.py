@@ -1,5 +1,6 @@
 """jaxinit.orthogonal: orthogonality, Haar law, layout, JAX identity, sharding, errors."""
 
+import functools
 import re
 
 import jax
@@ -184,15 +185,18 @@ def test_qr_bit_identical_complex_and_float64():
 
 def test_stack_slices_are_jax_matrices_of_folded_keys():
     # Slice i of a stack is drawn from fold_in(key, i): with "qr" on CPU (one LAPACK call per
-    # matrix), JAX's matrix for that key, bit for bit.
+    # matrix), JAX's matrix for that key, bit for bit. A GPU runs the stack as one batched
+    # QR, whose last bits differ from the single matrix's (at most 1.1e-5 on an H200).
+    if jax.default_backend() == "cpu":
+        assert_same = np.testing.assert_array_equal
+    else:
+        assert_same = functools.partial(np.testing.assert_allclose, rtol=0, atol=1e-4)
     ours = orthogonal(method="qr", batch_axis=0)(KEY, (3, 10, 6))
     for i in range(3):
-        expected = jax.random.orthogonal(jax.random.fold_in(KEY, i), 10, m=6)
-        np.testing.assert_array_equal(ours[i], expected)
+        assert_same(ours[i], jax.random.orthogonal(jax.random.fold_in(KEY, i), 10, m=6))
     # Gate blocks are stack slices too, numbered (row-major) after the batch axes.
     blocks = orthogonal(method="qr", batch_axis=0, num_blocks=2)(KEY, (3, 6, 8))
-    np.testing.assert_array_equal(blocks[1, :, 4:],
-                                  jax.random.orthogonal(jax.random.fold_in(KEY, 3), 6, m=4))
+    assert_same(blocks[1, :, 4:], jax.random.orthogonal(jax.random.fold_in(KEY, 3), 6, m=4))
 
 
 @pytest.mark.timeout(120)
@@ -211,6 +215,7 @@ def test_several_batched_initializers_in_one_jit_do_not_deadlock():
             assert w.shape == (32, 64, 64)
 
 
+@pytest.mark.devices(8)
 @pytest.mark.parametrize("method,axis_type", [("householder", AxisType.Explicit),
                                               ("householder", AxisType.Auto),
                                               ("qr", AxisType.Explicit)])
@@ -233,6 +238,7 @@ CALLS = [(False, False), (True, False), (False, True), (True, True)]
 
 
 # Each way of calling (eager or jitted, with or without a mesh set) meets each method.
+@pytest.mark.devices(4)
 @pytest.mark.parametrize("jitted, with_context, method", rotation(
     CALLS, ["auto", "householder"], ["eager", "jit", "eager-set_mesh", "jit-set_mesh"],
     ["auto", "householder"]))
@@ -254,6 +260,7 @@ def test_stack_sharded_on_a_default_mesh(jitted, with_context, method):
     np.testing.assert_array_equal(w, init(KEY, (8, 64, 64)))
 
 
+@pytest.mark.devices(8)
 @pytest.mark.parametrize("method", ["householder", "qr"])  # batched; one matrix at a time
 def test_sharded_along_batch_splits_the_work(method):
     mesh = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Explicit,))

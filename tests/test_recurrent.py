@@ -371,6 +371,7 @@ def test_lstm_example_runs_and_writes_a_plot(tmp_path):
     assert set(results) == set(module.MODELS) and all(np.isfinite(list(results.values())))
 
 
+@pytest.mark.devices(8)
 def test_out_sharding_of_the_recurrent_initializers():
     from jax.sharding import AxisType, NamedSharding, PartitionSpec
 

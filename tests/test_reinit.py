@@ -317,7 +317,7 @@ def test_foreign_initializers_and_their_dtype():
     assert jaxinit.reinit(KEY, tree, {"w": float32_only})["w"].dtype == jnp.bfloat16
 
 
-@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")
+@pytest.mark.devices(8)
 @pytest.mark.parametrize("layout", ["flax", "torch"])
 def test_sharded_leaf_is_redrawn_shard_wise_with_the_unsharded_values(layout):
     mesh = jax.make_mesh((2, 4), ("x", "y"))

@@ -76,6 +76,7 @@ def test_errors():
         residual_zero()(KEY, (2,), jnp.int32)
 
 
+@pytest.mark.devices(8)
 def test_out_sharding_and_base_default_dtype():
     import jax.numpy as jnp
     from jax.sharding import AxisType, NamedSharding, PartitionSpec

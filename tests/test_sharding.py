@@ -43,7 +43,7 @@ from jaxinit.variance_scaling import (
     variance_scaling,
 )
 
-pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")
+pytestmark = pytest.mark.devices(8)
 
 DENSE = (16, 24)
 CONV = (8, 16, 3, 4)  # sharded along its first two axes; fans from the last two

@@ -329,6 +329,7 @@ def test_zero_size_shapes():
 COLLECTIVE = re.compile(r"all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter")
 
 
+@pytest.mark.devices(8)
 @pytest.mark.parametrize("count", [{"num_nonzero": 5}, {"zero_fraction": 0.5},
                                    {"zero_fraction": 0.05}])  # kept, keys, zeros
 def test_out_sharding_along_the_units(count):

@@ -311,7 +311,7 @@ def test_fan_schemes_refuse_rank_1_and_compute_16_bit_in_float32(factory):
     assert factory()(KEY, (0, 4)).shape == (0, 4)
 
 
-@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")
+@pytest.mark.devices(8)
 def test_sharded_draw_equals_unsharded():
     sharding = NamedSharding(jax.make_mesh((2, 4), ("x", "y")), P("x", "y"))
     shape = (16, 8, 3)

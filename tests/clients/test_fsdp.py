@@ -14,9 +14,8 @@ from .common import FLAX, assert_client, leaves, nnx_eager, nnx_inits
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.mark.devices(8)
 def test_sharded_init_equals_unsharded_and_trains():
-    if jax.device_count() < 8:
-        pytest.skip("needs the 8 CPU devices that the root conftest.py asks XLA for")
     mesh = fsdp_mlp.mesh()
     with jax.set_mesh(mesh):
         inits = nnx_inits(fsdp_mlp)
