@@ -12,8 +12,8 @@ when square). Timings of the implementations alternate within each repeat, so
 that other load on the machine affects them alike. Also the compile time of
 each jaxinit method and the peak memory (compiler's estimate: arguments +
 outputs + temps) relative to the output for the largest square case.
-``--block-sizes`` times the Householder sampler at other block sizes (to
-choose :func:`jaxinit.householder.default_block_size` on the machine at hand).
+``--block-sizes`` also times ``orthogonal(method="householder", block_size=b)``:
+the fastest ``b`` depends on the CPU, so measure it on the machine at hand.
 
 Usage::
 
@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.householder import householder_sampler
 from jaxinit.orthogonal import orthogonal
 
 # name -> (shape, factory kwargs, (batch, n, m) of the matrices)
@@ -162,11 +161,9 @@ def main() -> None:
             thunks[method], compile_s[method] = compiled(
                 lambda k, init=init, shape=shape: init(k, shape), key)
         for b in args.block_sizes:
-            batch, n, m = mats
-            keys = jax.random.split(key, batch) if batch > 1 else key
-            fn = functools.partial(householder_sampler, n=n, m=m,
-                                   dtype=np.dtype(np.float32), block_size=b)
-            thunks[f"householder b={b}"], compile_s[f"householder b={b}"] = compiled(fn, keys)
+            init = orthogonal(method="householder", block_size=b, **kwargs)  # type: ignore[arg-type]
+            thunks[f"householder b={b}"], compile_s[f"householder b={b}"] = compiled(
+                lambda k, init=init, shape=shape: init(k, shape), key)
         if not args.no_jax:
             thunks["jax.nn"], compile_s["jax.nn"] = compiled(
                 jax_reference(shape, kwargs, mats[0]), key)

@@ -86,6 +86,16 @@ SAMPLERS: dict[str, Sampler] = {
 CPU_QR_MAX_WORK = 2048**3
 
 
+@functools.lru_cache(maxsize=32)
+def _sampler(method: str, block_size: int | None) -> Sampler:
+    """``SAMPLERS[method]``, with ``block_size`` for ``"householder"`` (one object per
+    option, so that compiled programs are shared)."""
+    if block_size is None:
+        return SAMPLERS[method]
+    return DrawSampler(householder.draw_shape, functools.partial(
+        householder.householder_matrices, block_size=block_size))
+
+
 def auto_method(n: int, m: int, backend: str | None = None) -> str:
     """The method ``method="auto"`` picks for matrices ``n × m`` (``n >= m``).
 
@@ -136,13 +146,15 @@ def _plan(dims: tuple[int, ...], column_axis: int, batch_axes: tuple[int, ...],
 #: Methods that walk a stack one matrix at a time on CPU (a LAPACK call per matrix).
 _LOOPED_ON_CPU = frozenset({"qr", "svd", "cholesky_qr2", "polar"})
 
-_STATIC = ("dims", "column_axis", "batch_axes", "num_blocks", "method", "dtype", "sharding")
+_STATIC = ("dims", "column_axis", "batch_axes", "num_blocks", "method", "block_size", "dtype",
+           "sharding")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column_axis: int,
                       batch_axes: tuple[int, ...], num_blocks: int, method: str,
-                      dtype: np.dtype, sharding: NamedSharding | None) -> Array:
+                      block_size: int | None, dtype: np.dtype,
+                      sharding: NamedSharding | None) -> Array:
     """Scaled Haar matrices laid out in ``dims``, computed in ``dtype``."""
     plan = _plan(dims, column_axis, batch_axes, num_blocks)
     keys = typed_keys(key)
@@ -151,7 +163,7 @@ def _orthogonal_array(key: Array, scale: Array, *, dims: tuple[int, ...], column
     tall, short = plan.matrix
 
     def sample(keys: Array) -> Array:
-        return haar_matrices(SAMPLERS[method], keys, tall, short, dtype)
+        return haar_matrices(_sampler(method, block_size), keys, tall, short, dtype)
 
     if sharding is not None and method in _LOOPED_ON_CPU and jax.default_backend() == "cpu":
         entries = _batch_entries(sharding, dims, batch_axes, len(plan.batch_shape))
@@ -175,12 +187,13 @@ def _batch_entries(sharding: NamedSharding, dims: tuple[int, ...],
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _orthogonal_from_draws(draws: Array, scale: Array, *, dims: tuple[int, ...],
                            column_axis: int, batch_axes: tuple[int, ...], num_blocks: int,
-                           method: str, dtype: np.dtype, sharding: None) -> Array:
+                           method: str, block_size: int | None, dtype: np.dtype,
+                           sharding: None) -> Array:
     """:func:`_orthogonal_array` from its Gaussians (an eager call's shared draw)."""
     del dtype
     plan = _plan(dims, column_axis, batch_axes, num_blocks)
     tall, short = plan.matrix
-    sampler = cast(DrawSampler, SAMPLERS[method])
+    sampler = cast(DrawSampler, _sampler(method, block_size))
     z = take_gaussians(draws, plan.batch_shape, sampler.draw_shape(tall, short))
     return _place(sampler.from_draws(z, tall, short), scale, dims, column_axis, batch_axes,
                   num_blocks, sharding)
@@ -213,6 +226,7 @@ def orthogonal(
     batch_axis: AxisLike = (),
     method: str = "auto",
     num_blocks: int | None = None,
+    block_size: int | None = None,
 ) -> Initializer:
     r"""Builds an initializer of Haar-distributed (semi-)orthogonal matrices times ``scale``.
 
@@ -291,6 +305,11 @@ def orthogonal(
       batch_axis: axis or axes indexing independent matrices.
       method: ``"auto"`` or a key of :data:`SAMPLERS`.
       num_blocks: split the column axis into this many independent blocks.
+      block_size: reflectors per compact-WY block of ``method="householder"``
+        (default :func:`jaxinit.householder.default_block_size`). It changes
+        the speed and the rounding, not the law or the random numbers: the
+        fastest size depends on the CPU, and ``python benchmarks/orthogonal.py
+        --cases <case> --block-sizes 32 64 128 256`` measures it on yours.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxinit
@@ -305,6 +324,11 @@ def orthogonal(
     batch_axes = check_axes(name, "batch_axis", batch_axis)  # kept as written for messages
     check_choice(name, "method", method, ("auto", *SAMPLERS))
     blocks = 1 if num_blocks is None else check_int(name, "num_blocks", num_blocks, minimum=1)
+    if block_size is not None:
+        block_size = check_int(name, "block_size", block_size, minimum=1)
+        if method != "householder":
+            raise ValueError(f"{name}: block_size={block_size} applies to "
+                             f"method='householder' only; got method={method!r}.")
 
     def layout(dims: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
         col = normalize_axes(name, "column_axis", column_axis, len(dims))[0]
@@ -327,7 +351,7 @@ def orthogonal(
 
     @initializer(name, dtype=dtype, min_rank=2, check=layout, bound=bound, structured=True,
                  cache_key=None if is_traced(scale) else (
-                     "orthogonal", scale, column_axis, batch_axes, method, blocks))
+                     "orthogonal", scale, column_axis, batch_axes, method, blocks, block_size))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype,
              sharding: NamedSharding | None) -> Array:
         col, batch = layout(shape)
@@ -335,8 +359,8 @@ def orthogonal(
         tall, short = plan.matrix
         chosen = auto_method(tall, short) if method == "auto" else method
         options = dict(dims=shape, column_axis=col, batch_axes=batch, num_blocks=blocks,
-                       method=chosen, dtype=dtype)
-        sampler = SAMPLERS[chosen]
+                       method=chosen, block_size=block_size, dtype=dtype)
+        sampler = _sampler(chosen, block_size)
         if sharding is None and isinstance(sampler, DrawSampler):
             # An eager call: its Gaussians (the same bits) from a program shared by
             # many shapes, so that each new shape compiles only the transform.
@@ -349,5 +373,6 @@ def orthogonal(
     if blocks == 1:
         return init
     # In a Flax cell that keeps one kernel per gate, each kernel is one block.
-    one_block = orthogonal(scale, column_axis, dtype, batch_axis=batch_axis, method=method)
+    one_block = orthogonal(scale, column_axis, dtype, batch_axis=batch_axis, method=method,
+                           block_size=block_size)
     return follow_cell(name, "num_blocks", blocks, column_axis, init, one_block)

@@ -149,6 +149,19 @@ def test_householder_haar_with_many_blocks():
     assert_haar(q, name="householder b=2")
 
 
+def test_householder_block_size_changes_only_the_rounding():
+    # The reflectors come from the key alone; the block size regroups the same products.
+    default = orthogonal(method="householder", batch_axis=0)(KEY, (3, 40, 24))
+    init = orthogonal(method="householder", batch_axis=0, block_size=5)
+    small_blocks = init(KEY, (3, 40, 24))
+    assert not np.array_equal(small_blocks, default)  # another program, other rounding
+    np.testing.assert_allclose(small_blocks, default, rtol=0, atol=2e-6)
+    assert_orthogonal(small_blocks, batch_axis=0)
+    np.testing.assert_array_equal(jax.jit(init, static_argnums=1)(KEY, (3, 40, 24)),
+                                  small_blocks)
+    np.testing.assert_array_equal(init(KEY, (1, 40, 24)), small_blocks[:1])
+
+
 @pytest.mark.parametrize("method", ["qr", "householder"])
 def test_eager_equals_jit(method):
     init = orthogonal(method=method, batch_axis=0)
@@ -317,6 +330,9 @@ def test_auto_stacks_of_any_size_agree():
     ({"batch_axis": "x"}, "batch_axis='x'"),
     ({"scale": float("nan")}, "scale=nan"),
     ({"dtype": jnp.int32}, "dtype=int32"),
+    ({"method": "householder", "block_size": 0}, "block_size=0"),
+    ({"method": "householder", "block_size": 8.0}, "block_size=8.0"),
+    ({"block_size": 64}, "block_size=64 applies to method='householder' only"),
 ])
 def test_factory_errors_name_the_argument(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=re.escape(match)) as info:
