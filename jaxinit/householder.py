@@ -56,18 +56,32 @@ __all__ = [
     "reflector_draws",
 ]
 
-#: Most loop stages (see `_stage_plan`); each compiles one loop body of two
-#: matrix products (~0.05 s). Below ``SINGLE_STAGE_WORK`` (the sum of ``n·m²``
-#: over the matrices) one stage is used: its extra (zero) work, up to ~2.7x the
-#: exact, costs less than compiling more bodies. Above, matrices of up to
-#: ``SMALL_PLAN_COLUMNS`` columns take ``SMALL_PLAN_STAGES`` stages, wider ones
-#: ``MAX_STAGES`` (measured, 2-core CPU, compile / warm run, 4 against 6 stages:
-#: 1024² 0.46 s / 17 ms against 0.57 s / 20 ms; (16, 1024, 1024) 0.55 s / 490 ms
-#: against 0.62 s / 478 ms; 2048² 0.71 s / 130 ms against 0.85 s / 119 ms).
+#: Loop stages (see `_stage_plan`); each compiles one loop body of two matrix
+#: products (~0.05 s). The limit depends on the matrix, never on the number of
+#: matrices, so that the first slices of a larger stack (and each device's
+#: slices of a sharded one) round exactly as a smaller stack does. Matrices with
+#: ``n·m² < SINGLE_STAGE_WORK`` take one stage: its extra (zero) work, up to
+#: ~2.7x the exact, costs less than compiling more bodies. Above, up to
+#: ``TWO_STAGE_COLUMNS`` columns take two stages, up to ``SMALL_PLAN_COLUMNS``
+#: four, wider ones ``MAX_STAGES``. Measured on a 2-core CPU, warm, 1 / 2 / 4
+#: stages: stacks (64, 256, 256) 109 / 87 / 85 ms, (8, 512, 512) 53 / 36 / 40 ms,
+#: (4, 1024, 1024) 168 / 121 / 107 ms (compile 0.55-0.62 s for one or two stages,
+#: 0.66-0.70 s for four); 1024² 4 stages 0.46 s to compile, 17 ms warm, against
+#: 6 stages 0.57 s, 20 ms; 2048² 0.71 s, 130 ms against 0.85 s, 119 ms.
 MAX_STAGES = 6
 SMALL_PLAN_STAGES = 4
 SMALL_PLAN_COLUMNS = 1024
-SINGLE_STAGE_WORK = 1 << 29
+TWO_STAGE_COLUMNS = 512
+SINGLE_STAGE_WORK = 1 << 21
+
+
+def _stage_limit(n: int, m: int) -> int:
+    """The most loop stages for ``n × m`` matrices (``n >= m``); see `MAX_STAGES`."""
+    if n * m * m < SINGLE_STAGE_WORK:
+        return 1
+    if m <= TWO_STAGE_COLUMNS:
+        return 2
+    return SMALL_PLAN_STAGES if m <= SMALL_PLAN_COLUMNS else MAX_STAGES
 
 
 def default_block_size(n: int, m: int) -> int:
@@ -257,9 +271,7 @@ def householder_matrices(draws: Array, n: int, m: int, *, block_size: int | None
     dtype = np.dtype(draws.dtype)
     b = min(block_size or default_block_size(n, m), m)
     if max_stages is None:
-        work = math.prod(draws.shape[:-2]) * n * m * m
-        max_stages = (1 if work < SINGLE_STAGE_WORK else
-                      SMALL_PLAN_STAGES if m <= SMALL_PLAN_COLUMNS else MAX_STAGES)
+        max_stages = _stage_limit(n, m)
     blocks = -(-m // b)
     w, sign = _reflectors(_unpack(draws, n, m))
     if blocks * b > m:  # a ragged last block, padded with zero vectors (identities)
