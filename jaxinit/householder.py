@@ -61,9 +61,9 @@ __all__ = [
 #: matrices, so that the first slices of a larger stack (and each device's
 #: slices of a sharded one) round exactly as a smaller stack does. Matrices with
 #: ``n·m² < SINGLE_STAGE_WORK`` take one stage: its extra (zero) work, up to
-#: ~2.7x the exact, costs less than compiling more bodies. Above, up to
-#: ``TWO_STAGE_COLUMNS`` columns take two stages, up to ``SMALL_PLAN_COLUMNS``
-#: four, wider ones ``MAX_STAGES``. Measured on a 2-core CPU, warm, 1 / 2 / 4
+#: ~2.7x the exact, costs less than compiling more bodies. Below
+#: ``TWO_STAGE_WORK`` they take two stages; larger ones four up to
+#: ``SMALL_PLAN_COLUMNS`` columns, ``MAX_STAGES`` above. Measured on a 2-core CPU, warm, 1 / 2 / 4
 #: stages: stacks (64, 256, 256) 109 / 87 / 85 ms, (8, 512, 512) 53 / 36 / 40 ms,
 #: (4, 1024, 1024) 168 / 121 / 107 ms (compile 0.55-0.62 s for one or two stages,
 #: 0.66-0.70 s for four); 1024² 4 stages 0.46 s to compile, 17 ms warm, against
@@ -71,15 +71,16 @@ __all__ = [
 MAX_STAGES = 6
 SMALL_PLAN_STAGES = 4
 SMALL_PLAN_COLUMNS = 1024
-TWO_STAGE_COLUMNS = 512
+TWO_STAGE_WORK = 1 << 29
 SINGLE_STAGE_WORK = 1 << 21
 
 
 def _stage_limit(n: int, m: int) -> int:
     """The most loop stages for ``n × m`` matrices (``n >= m``); see `MAX_STAGES`."""
-    if n * m * m < SINGLE_STAGE_WORK:
+    work = n * m * m
+    if work < SINGLE_STAGE_WORK:
         return 1
-    if m <= TWO_STAGE_COLUMNS:
+    if work < TWO_STAGE_WORK:
         return 2
     return SMALL_PLAN_STAGES if m <= SMALL_PLAN_COLUMNS else MAX_STAGES
 
