@@ -63,8 +63,9 @@ __all__ = [
 #: ``n·m² < SINGLE_STAGE_WORK`` take one stage: its extra (zero) work, up to
 #: ~2.7x the exact, costs less than compiling more bodies. Below
 #: ``TWO_STAGE_WORK`` they take two stages; larger ones four up to
-#: ``SMALL_PLAN_COLUMNS`` columns, ``MAX_STAGES`` above. Measured on a 2-core CPU, warm, 1 / 2 / 4
-#: stages: stacks (64, 256, 256) 109 / 87 / 85 ms, (8, 512, 512) 53 / 36 / 40 ms,
+#: ``SMALL_PLAN_COLUMNS`` columns, ``MAX_STAGES`` above. Measured on a 2-core
+#: CPU, warm, 1 / 2 / 4 stages: stacks (64, 256, 256) 109 / 87 / 85 ms,
+#: (8, 512, 512) 53 / 36 / 40 ms,
 #: (4, 1024, 1024) 168 / 121 / 107 ms (compile 0.55-0.62 s for one or two stages,
 #: 0.66-0.70 s for four); 1024² 4 stages 0.46 s to compile, 17 ms warm, against
 #: 6 stages 0.57 s, 20 ms; 2048² 0.71 s, 130 ms against 0.85 s, 119 ms.
