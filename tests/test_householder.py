@@ -98,6 +98,20 @@ def test_wy_factor_reproduces_the_product_of_reflectors():
         np.testing.assert_allclose(wy, product, atol=1e-5)
 
 
+@pytest.mark.parametrize("invert", [householder._unit_upper_inverse_by_columns,
+                                    householder._unit_upper_inverse_by_products],
+                         ids=["columns", "products"])
+def test_unit_upper_triangular_inverses(invert):
+    # Both ways of forming T (the CPU's and the accelerators') on a CPU, for sizes below,
+    # at and above the product's leaf and not powers of two, batched.
+    rng = np.random.default_rng(0)
+    for b in (1, 5, 32, 100):
+        a = np.triu(rng.normal(size=(2, 3, b, b)), 1).astype(np.float32) / np.sqrt(b)
+        inverse = np.asarray(jax.jit(invert)(jnp.asarray(a)), np.float64)
+        np.testing.assert_allclose(inverse @ (np.eye(b) + a), np.broadcast_to(np.eye(b), a.shape),
+                                   atol=2e-5, err_msg=f"b={b}")
+
+
 def test_degenerate_zero_vector_gives_identity_not_nan():
     # A zero draw (probability zero, but possible in floating point): no NaN, an identity.
     for dtype in (jnp.float32, jnp.complex64):
