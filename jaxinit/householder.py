@@ -164,8 +164,8 @@ def _reflectors(x: Array) -> tuple[Array, Array]:
     return w, -phase
 
 
-#: `_wy_factor` inverts diagonal blocks of this size by a Neumann series, then
-#: merges pairs of blocks up to the block size.
+#: `_unit_upper_inverse_by_products` inverts diagonal blocks of this size by a
+#: Neumann product, then merges pairs of blocks up to the block size.
 _LEAF = 32
 
 

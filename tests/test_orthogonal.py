@@ -141,7 +141,7 @@ def test_haar_checks_reject_qr_without_sign_correction(dtype):
 
 def test_householder_haar_with_many_blocks():
     # Small blocks exercise the rolled stages, the ragged last block and T's
-    # Neumann product on vectors of every length down to 1.
+    # recurrence on vectors of every length down to 1.
     from jaxinit.householder import householder_sampler
     keys = jax.random.split(jax.random.key(13), HAAR_COUNT)
     q = jax.jit(lambda k: householder_sampler(k, 9, 9, np.dtype(np.float32), block_size=2))(keys)
