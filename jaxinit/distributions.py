@@ -16,7 +16,7 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 
 from jaxinit import draws
-from jaxinit.contract import initializer, runtime_value, scale_samples
+from jaxinit.contract import initializer, runtime_value
 from jaxinit.core import (
     Array,
     DTypeLike,
@@ -80,7 +80,7 @@ def normal_named(name: str, stddev: Any, mean: Any, dtype: DTypeLike | None) -> 
 
     @initializer(name, dtype=dtype, bound=bound, cache_key=_key("normal", stddev, mean))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
-        w = scale_samples(draws.normal(key, shape, dtype), stddev)
+        w = draws.normal(key, shape, dtype, factor=stddev)
         if is_traced(mean) or mean != 0:
             w = w + jnp.asarray(mean, dtype)
         return w
@@ -106,7 +106,7 @@ def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> Initializer:
     @initializer(name, dtype=dtype, allow_complex=False,
                  bound=lambda _: (scale, f"scale={scale!r}"), cache_key=_key("uniform", scale))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
-        return scale_samples(draws.uniform(key, shape, dtype), scale)
+        return draws.uniform(key, shape, dtype, factor=scale)
 
     return init
 
@@ -207,7 +207,7 @@ def truncated_normal(
     @initializer(name, dtype=dtype, allow_complex=False, bound=bound,
                  cache_key=_key("truncated_normal", stddev, lower, upper))
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
-        return scale_samples(truncated_standard_normal(key, lower, upper, shape, dtype), stddev)
+        return truncated_standard_normal(key, lower, upper, shape, dtype, factor=stddev)
 
     return init
 
@@ -218,8 +218,8 @@ _NEWTON_STEPS = 6
 
 
 def truncated_standard_normal(key: Array, lower: float, upper: float, shape: tuple[int, ...],
-                              dtype: np.dtype) -> Array:
-    """N(0, 1) truncated to ``(lower, upper)``, exact in far tails too.
+                              dtype: np.dtype, factor: Any = None) -> Array:
+    """N(0, 1) truncated to ``(lower, upper)``, exact in far tails too; times ``factor``.
 
     Intervals that reach within :data:`FAR_TAIL` of 0 use
     ``jax.random.truncated_normal`` (the same bits as JAX). A far-tail interval
@@ -230,8 +230,8 @@ def truncated_standard_normal(key: Array, lower: float, upper: float, shape: tup
     ``x² ≈ -2t - log(-4πt)``; six steps reach float64 rounding.
     """
     # Elementwise, so drawn flat when eager (see jaxinit.draws).
-    return _truncated_standard_normal(key, lower, upper, draws.draw_shape(key, shape),
-                                      dtype).reshape(shape)
+    return draws.fit(_truncated_standard_normal(key, lower, upper, draws.draw_shape(key, shape),
+                                                dtype), shape, factor)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))

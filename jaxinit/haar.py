@@ -36,7 +36,7 @@ import numpy as np
 from jax import lax
 
 from jaxinit.core import Array
-from jaxinit.draws import is_eager_threefry, typed_keys
+from jaxinit.draws import shares_draws, size_class, typed_keys
 
 __all__ = [
     "DrawSampler",
@@ -167,16 +167,6 @@ def _sign_corrected_qrs(z: Array, n: int, m: int) -> Array:
 qr_sampler = DrawSampler(matrix_shape, _sign_corrected_qrs)
 
 
-#: Eager draws of at most this many numbers come from programs shared by all
-#: sizes up to the next power of two (:func:`eager_gaussians`): below it the
-#: compile time saved outweighs drawing up to twice the numbers.
-SHARED_DRAW_LIMIT = 1 << 22
-
-
-def _size_class(count: int) -> int:
-    return 1 << max(count - 1, 0).bit_length()
-
-
 def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, ...],
                     dtype: np.dtype) -> Array | None:
     """The Gaussians of an eager call, from a program compiled once per size class.
@@ -188,15 +178,13 @@ def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, 
     Threefry's numbers depend only on the key and an element's flat index
     (``jax_threefry_partitionable``), so these are the same bits as the exact
     draw. ``None`` where that does not hold (another key type, the flag off),
-    for a traced key, or above :data:`SHARED_DRAW_LIMIT` numbers.
+    for a traced key, or above :data:`jaxinit.draws.SHARED_DRAW_LIMIT` numbers.
     """
     count, size = math.prod(batch_shape), math.prod(shape)
-    if (not is_eager_threefry(key) or count * size > SHARED_DRAW_LIMIT
-            or not jax.config.jax_threefry_partitionable):  # type: ignore[attr-defined]
+    if not shares_draws(key, count * size):
         return None
-    keys = typed_keys(key)
-    count_class = _size_class(count) if batch_shape else 0
-    return _shared_draw(np.dtype(dtype), count_class, _size_class(size))(keys)
+    count_class = size_class(count) if batch_shape else 0
+    return _shared_draw(np.dtype(dtype), count_class, size_class(size))(typed_keys(key))
 
 
 @functools.cache

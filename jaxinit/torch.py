@@ -159,9 +159,9 @@ def _fan_scaled(name: str, std_of: Any, distribution: str, dtype: DTypeLike | No
                  bound=lambda d: (reach * std(d), options), cache_key=cache_key)
     def init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         if distribution == "uniform":
-            samples = draws.uniform(key, shape, dtype, -1.0, 1.0)
-            return scale_samples(samples, math.sqrt(3.0) * std(shape))
-        return scale_samples(draws.normal(key, shape, dtype), std(shape))
+            return draws.uniform(key, shape, dtype, -1.0, 1.0,
+                                 factor=math.sqrt(3.0) * std(shape))
+        return draws.normal(key, shape, dtype, factor=std(shape))
 
     return with_layout(init, "torch")
 

@@ -166,13 +166,12 @@ def _sample(key: Array, shape: tuple[int, ...], dtype: np.dtype, distribution: s
         if is_complex(dtype):
             return scale_samples(_complex_truncated_normal(key, shape, dtype), stddev)
         bound = runtime_value(2, dtype)
-        return scale_samples(draws.truncated_normal(key, -bound, bound, shape, dtype),
-                             stddev)
+        return draws.truncated_normal(key, -bound, bound, shape, dtype, factor=stddev)
     if distribution == "normal":
-        return scale_samples(draws.normal(key, shape, dtype), root(1))
+        return draws.normal(key, shape, dtype, factor=root(1))
     if is_complex(dtype):
         return scale_samples(_complex_uniform_disk(key, shape, dtype), root(1))
-    return scale_samples(draws.uniform(key, shape, dtype, -1), root(3))
+    return draws.uniform(key, shape, dtype, -1, factor=root(3))
 
 
 def _denominator(mode: str, fan_in: float, fan_out: float) -> float:

@@ -1,4 +1,6 @@
-"""jaxinit.draws: an eager draw is compiled flat and is JAX's draw bit for bit."""
+"""jaxinit.draws: an eager draw is compiled flat, shared between sizes, and is JAX's draw."""
+
+import math
 
 import jax
 import numpy as np
@@ -21,17 +23,52 @@ DRAWS = {
 
 @pytest.mark.parametrize("partitionable", [True, False])
 @pytest.mark.parametrize("name", sorted(DRAWS))
-def test_eager_flat_draw_is_jax_draw(name, partitionable):
+def test_eager_draw_is_jax_draw(name, partitionable):
     ours, jax_draw = DRAWS[name]
     with jax.threefry_partitionable(partitionable):
         np.testing.assert_array_equal(np.asarray(ours(KEY, SHAPE)),
                                       np.asarray(jax_draw(KEY, SHAPE)))
 
 
-def test_only_eager_threefry_draws_are_flat():
-    assert draws.draw_shape(KEY, SHAPE) == (240,)
-    assert draws.draw_shape(jax.random.PRNGKey(0), SHAPE) == (240,)  # legacy uint32 key
-    assert draws.draw_shape(KEY, (7,)) == (7,)
+@pytest.mark.parametrize("name", sorted(DRAWS))
+def test_eager_draws_cut_from_a_larger_draw_are_jax_draws(name, monkeypatch):
+    """Sizes below, at and just above a power of two, and one above the shared limit.
+
+    Compared with JAX's flat draw of the size (cheaper to compile than the
+    shape's, and the same array: the test above).
+    """
+    monkeypatch.setattr(draws, "SHARED_DRAW_LIMIT", 4000)  # (65, 63) is above
+    ours, jax_draw = DRAWS[name]
+    for shape in [(7,), (4, 4), (5, 3), (2, 1025), (65, 63)]:
+        size = math.prod(shape)
+        np.testing.assert_array_equal(np.asarray(ours(KEY, shape)),
+                                      np.asarray(jax_draw(KEY, (size,))).reshape(shape),
+                                      err_msg=str(shape))
+
+
+@pytest.mark.parametrize("name", sorted(DRAWS))
+def test_a_scaled_draw_is_the_draw_times_the_factor(name):
+    """The factor applies before the cut (once per size class): the same rounding as after."""
+    ours, jax_draw = DRAWS[name]
+    factor = np.float32(0.3)
+    scaled = {"normal": lambda: draws.normal(KEY, SHAPE, np.float32, factor=factor),
+              "uniform": lambda: draws.uniform(KEY, SHAPE, np.float32, -2.0, 0.5, factor=factor),
+              "truncated_normal": lambda: draws.truncated_normal(KEY, -1.5, 2.0, SHAPE,
+                                                                 np.float32, factor=factor)}
+    np.testing.assert_array_equal(np.asarray(scaled[name]()),
+                                  np.asarray(jax_draw(KEY, SHAPE)) * factor)
+
+
+def test_eager_threefry_draws_are_flat_and_shared_by_sizes_up_to_a_power_of_two():
+    assert draws.draw_shape(KEY, SHAPE) == (256,)
+    assert draws.draw_shape(KEY, (4, 4)) == draws.draw_shape(KEY, (5, 3)) == (16,)
+    assert draws.draw_shape(KEY, (7,)) == (8,)
+    assert draws.draw_shape(jax.random.PRNGKey(0), SHAPE) == (256,)  # legacy uint32 key
+    limit = draws.SHARED_DRAW_LIMIT
+    assert draws.draw_shape(KEY, (limit,)) == (limit,)
+    assert draws.draw_shape(KEY, (3, limit // 2)) == (3 * limit // 2,), "flat, not shared"
+    with jax.threefry_partitionable(False):  # a number depends on the draw's size
+        assert draws.draw_shape(KEY, SHAPE) == (240,)
     assert draws.draw_shape(jax.random.key(0, impl="rbg"), SHAPE) == SHAPE
     seen = []
     jax.jit(lambda k: seen.append(draws.draw_shape(k, SHAPE)) or k)(KEY)
