@@ -12,7 +12,8 @@ process's CPU time (less disturbed by other load on a shared machine) and
 ``sequence`` times a list of shapes in one process (the first call of each),
 ``nnx`` builds an ``nnx`` MLP of many distinct layer shapes eagerly, every
 kernel orthogonal, and ``cnn`` an ``nnx`` CNN of 3 × 3 convolutions of distinct
-channel counts, every kernel ``he_normal`` (the random schemes' first call).
+channel counts, every kernel ``he_normal`` (the random schemes' first call);
+``cnn_delta`` is the same CNN with ``delta_orthogonal`` kernels.
 For repeated runs JAX's persistent compilation cache removes most of this time
 (``--cache-dir`` shows it: a second process reads the compiled programs)::
 
@@ -46,9 +47,10 @@ CASES: dict[str, object] = {
     "sequence": [(96, 96), (384, 384), (1536, 1536), (64, 256, 256)],
     "nnx": "nnx",
     "cnn": "cnn",
+    "cnn_delta": "cnn_delta",
 }
 QUICK = ["8", "96", "256", "512", "1024", "2048", "stack64", "lstm256", "sequence", "nnx",
-         "cnn"]
+         "cnn", "cnn_delta"]
 
 
 def _child(impl: str, case: str) -> dict[str, float]:
@@ -82,8 +84,8 @@ def _child(impl: str, case: str) -> dict[str, float]:
     spec = CASES[case]
     if spec == "nnx":
         _build_nnx(impl, key)
-    elif spec == "cnn":
-        _build_cnn(impl)
+    elif spec in ("cnn", "cnn_delta"):
+        _build_cnn(impl, "delta_orthogonal" if spec == "cnn_delta" else "he_normal")
     else:
         shapes = spec if isinstance(spec, list) else [spec]
         for i, shape in enumerate(shapes):
@@ -108,15 +110,15 @@ def _build_nnx(impl: str, key: object) -> None:
     jax.block_until_ready([layer.kernel[...] for layer in layers])
 
 
-def _build_cnn(impl: str) -> None:
-    """An eager nnx CNN of 24 3 × 3 convolutions of distinct channel counts, He normal."""
+def _build_cnn(impl: str, scheme: str) -> None:
+    """An eager nnx CNN of 24 3 × 3 convolutions of distinct channel counts."""
     import jax
     from flax import nnx
     if impl.startswith("jaxinit"):
         import jaxinit
-        kernel_init = jaxinit.he_normal()
+        kernel_init = getattr(jaxinit, scheme)()
     else:
-        kernel_init = jax.nn.initializers.he_normal()
+        kernel_init = getattr(jax.nn.initializers, scheme)()
     channels = [3] + [8 + 8 * i for i in range(24)]  # 3 .. 192: every kernel shape distinct
     rngs = nnx.Rngs(0)
     layers = [nnx.Conv(a, b, (3, 3), kernel_init=kernel_init, rngs=rngs)

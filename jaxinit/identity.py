@@ -19,6 +19,9 @@ the output is then a shifted copy.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -52,6 +55,13 @@ def _centre_mask(shape: tuple[int, ...]) -> Array:
     for axis, k in enumerate(shape[:-2]):
         mask = mask & (_iota(shape, axis) == (k - 1) // 2)
     return mask
+
+
+# One program per kernel shape: eager, the mask's ops would each compile on their own.
+@functools.partial(jax.jit, static_argnums=1)
+def _at_centre(tap: Array, shape: tuple[int, ...]) -> Array:
+    """A ``shape`` kernel holding ``tap`` (in, out) at the centre tap, zero elsewhere."""
+    return jnp.where(_centre_mask(shape), tap, jnp.zeros((), tap.dtype))
 
 
 def _check_conv_rank(name: str, dims: tuple[int, ...]) -> None:
@@ -235,6 +245,6 @@ def delta_orthogonal(
         # JAX's delta_orthogonal is its orthogonal on the (in, out) matrix: "qr" gives its bits.
         axis = normalize_axes(name, "column_axis", column_axis, len(shape))[0] - len(shape)
         tap = orthogonal(scale, axis, method="qr")(key, shape[-2:], dtype)
-        return jnp.where(_centre_mask(shape), tap, jnp.zeros((), dtype))
+        return _at_centre(tap, shape)
 
     return init
