@@ -229,7 +229,7 @@ def truncated_standard_normal(key: Array, lower: float, upper: float, shape: tup
     and ``x`` from Newton's method on ``log Q(x) = t`` started at the asymptote
     ``x² ≈ -2t - log(-4πt)``; six steps reach float64 rounding.
     """
-    # Elementwise, so drawn flat when eager (see jaxinit.draws).
+    # Elementwise, so drawn flat and cut from a shared size when eager (see jaxinit.draws).
     return draws.fit(_truncated_standard_normal(key, lower, upper, draws.draw_shape(key, shape),
                                                 dtype), shape, factor)
 
