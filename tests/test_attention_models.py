@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from inputs import normal_input
 
 from jaxinit.diagnostics import layer_statistics
 from jaxinit.kernel_layout import KernelLayout, kernel_layout
@@ -158,7 +159,7 @@ def _captured_variances(model, variables, x):
 
 def test_lsuv_on_linen_dense_general_and_einsum_layers():
     model = TransformerBlock()
-    x = jnp.asarray(3.0 * np.random.default_rng(0).standard_normal((8, 6, FEATURES), np.float32))
+    x = normal_input((8, 6, FEATURES), scale=3.0)
     variables = model.init(jax.random.key(1), x)
     stats = layer_statistics(model, variables, x)
     assert [s.kind for s in stats] == ["DenseGeneral"] * 4 + ["Einsum"] * 2
@@ -213,7 +214,7 @@ def test_einsum_batch_axes_get_one_orthonormal_matrix_each():
         def __call__(self, x):
             return self.per_head(self.split(x))
 
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 5, FEATURES), np.float32))
+    x = normal_input((4, 5, FEATURES))
     new_model, report = lsuv(PerHead(nnx.Rngs(0)), None, x, key=jax.random.key(1), tol=1e9)
     assert [r.name for r in report.layers] == ["split", "per_head"]
     kernel = np.asarray(new_model.per_head.kernel[...])

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from inputs import normal_input
 
 from jaxinit.diagnostics import format_table, layer_statistics, plot_statistics
 from jaxinit.unit_variance import LSUVLayer, LSUVReport, lsuv
@@ -18,8 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _x(shape, seed=0):
-    # numpy: any input serves, and JAX compiles its draw anew for each shape (~0.5 s in 4-D).
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+    return normal_input(shape, seed)
 
 
 def test_values_match_a_hand_written_forward_and_backward_pass():

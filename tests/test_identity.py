@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from inputs import normal_input
 from jax import lax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -31,14 +32,9 @@ def _conv_same(x, kernel, dilation=None):
     )
 
 
-def _normal(seed, shape):
-    # numpy: any input serves, and JAX compiles its draw anew for each shape (~1 s in 5-D).
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
-
-
 def _input(kernel_shape, seed=1):
     spatial = (7, 6, 5)[: len(kernel_shape) - 2]
-    return _normal(seed, (2, *spatial, kernel_shape[-2]))
+    return normal_input((2, *spatial, kernel_shape[-2]), seed)
 
 
 # --- identity ---------------------------------------------------------------------------------
@@ -127,7 +123,7 @@ def test_dirac_grouped_flax_conv_is_identity():
     groups, channels = 3, 6
     conv = nn.Conv(channels, (3, 3), feature_group_count=groups, padding="SAME", use_bias=False,
                    kernel_init=dirac(groups), precision=lax.Precision.HIGHEST)
-    x = _normal(2, (2, 5, 5, channels))
+    x = normal_input((2, 5, 5, channels), seed=2)
     params = conv.init(KEY, x)
     assert params["params"]["kernel"].shape == (3, 3, channels // groups, channels)
     np.testing.assert_array_equal(conv.apply(params, x), x)
@@ -138,7 +134,7 @@ def test_dirac_groups_with_more_outputs_than_inputs():
     # input g·2 + j for j < 2; output g·3 + 2 is zero.
     conv = nn.Conv(6, (3,), feature_group_count=2, padding="SAME", use_bias=False,
                    kernel_init=dirac(2))
-    x = _normal(3, (1, 7, 4))
+    x = normal_input((1, 7, 4), seed=3)
     y = conv.apply(conv.init(KEY, x), x)
     np.testing.assert_array_equal(y[..., [0, 1, 3, 4]], x)
     np.testing.assert_array_equal(y[..., [2, 5]], 0)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from inputs import normal_input
 
 from jaxinit.diagnostics import layer_statistics
 from jaxinit.testing import assert_orthogonal
@@ -17,9 +18,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def _x(shape, seed=0, scale=3.0):
     # Not unit variance on purpose: LSUV has to undo it.
-    # numpy: any input serves, and JAX compiles its draw anew for each shape (~0.5 s in 4-D).
-    x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-    return jnp.asarray((scale * x + 1.0).astype(np.float32))
+    return normal_input(shape, seed, scale, shift=1.0)
 
 
 def _linen_output_variances(model, variables, x):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from inputs import normal_input
 
 from jaxinit.diagnostics import layer_statistics
 from jaxinit.testing import assert_orthogonal
@@ -20,9 +21,7 @@ DEPTH, WIDTH = 3, 16
 
 
 def _x(shape, seed=0, scale=3.0):
-    # numpy: any input serves, and JAX compiles its draw anew for each shape.
-    x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-    return jnp.asarray((scale * x + 1.0).astype(np.float32))
+    return normal_input(shape, seed, scale, shift=1.0)
 
 
 # ---------------------------------------------------------------- linen: nn.scan over layers
