@@ -36,7 +36,7 @@ import numpy as np
 from jax import lax
 
 from jaxinit.core import Array
-from jaxinit.draws import shares_draws, size_class, typed_keys
+from jaxinit.draws import fit, shares_draws, size_class, typed_keys
 
 __all__ = [
     "DrawSampler",
@@ -198,7 +198,7 @@ def take_gaussians(flat: Array, batch_shape: tuple[int, ...], shape: tuple[int, 
     """The ``(*batch_shape, *shape)`` draw inside an :func:`eager_gaussians` result."""
     count, size = math.prod(batch_shape), math.prod(shape)
     if not batch_shape:
-        return flat[:size].reshape(shape)
+        return fit(flat, shape)
     return flat[:count, :size].reshape(*batch_shape, *shape)
 
 
