@@ -143,8 +143,9 @@ def _plan(dims: tuple[int, ...], column_axis: int, batch_axes: tuple[int, ...],
                  dims[column_axis] // num_blocks)
 
 
-#: Methods that walk a stack one matrix at a time on CPU (a LAPACK call per matrix).
-_LOOPED_ON_CPU = frozenset({"qr", "svd", "cholesky_qr2", "polar"})
+#: Methods that walk a stack one matrix at a time on CPU (a LAPACK call, or the
+#: Householder products, per matrix: see ``householder_matrices``).
+_LOOPED_ON_CPU = frozenset({"qr", "householder", "svd", "cholesky_qr2", "polar"})
 
 _STATIC = ("dims", "column_axis", "batch_axes", "num_blocks", "method", "block_size", "dtype",
            "sharding")
@@ -282,9 +283,9 @@ def orthogonal(
     ``jax.random.fold_in(key, i)``, so the first slices of a larger stack are
     the same matrices. Under ``jax.vmap`` over keys the call is computed as
     one batched call on the stacked keys: the result for ``keys[i]`` equals
-    ``init(keys[i], shape)`` -- bit for bit with ``"qr"``, ``"svd"`` and
-    ``"cholesky_qr2"`` on CPU (one LAPACK call per matrix), up to rounding
-    (last bits) with the others. No program ever contains a batched LAPACK
+    ``init(keys[i], shape)`` -- bit for bit with ``"qr"``, ``"householder"``,
+    ``"svd"`` and ``"cholesky_qr2"`` on CPU (one matrix at a time), up to
+    rounding (last bits) with the others. No program ever contains a batched LAPACK
     call, which can deadlock on CPU with jaxlib 0.10.
 
     Time to first weights: every new shape compiles a program. Eager calls
