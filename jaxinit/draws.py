@@ -10,8 +10,9 @@ the normal, uniform and truncated normal transforms act elementwise, so the
 flat draw reshaped is the same array, bit for bit. With
 ``jax_threefry_partitionable`` on (JAX's default), a number does not depend
 on the draw's size either: an eager draw of at most :data:`SHARED_DRAW_LIMIT`
-numbers is made for the next power of two and cut (:func:`fit`), so layers of
-many shapes share one compiled draw.
+numbers is made for the next power of two, at least
+:data:`SMALLEST_SHARED_DRAW`, and cut (:func:`fit`), so layers of many shapes share
+one compiled draw.
 
 An eager call (a concrete key) has no caller's sharding to keep and draws
 flat; a traced call draws in its shape, so that a sharding the caller puts on
@@ -32,13 +33,19 @@ import numpy as np
 from jaxinit.contract import scale_samples
 from jaxinit.core import Array
 
-__all__ = ["SHARED_DRAW_LIMIT", "draw_shape", "fit", "is_eager_threefry", "normal",
-           "shares_draws", "size_class", "truncated_normal", "typed_keys", "uniform"]
+__all__ = ["SHARED_DRAW_LIMIT", "SMALLEST_SHARED_DRAW", "draw_shape", "fit",
+           "is_eager_threefry", "normal", "power_of_two", "shares_draws", "size_class",
+           "truncated_normal", "typed_keys", "uniform"]
 
 #: Eager draws of at most this many numbers come from programs shared by all
 #: sizes up to the next power of two: below it the compile time saved
 #: (0.1-0.2 s a program on CPU) outweighs drawing up to twice the numbers.
 SHARED_DRAW_LIMIT = 1 << 22
+
+#: Every eager draw of at most this many numbers comes from one program: drawing
+#: 2¹⁴ numbers takes ~0.3 ms on a 2-core CPU, compiling a program for a smaller size
+#: ~0.1 s, and models and tests have many small weights of distinct sizes.
+SMALLEST_SHARED_DRAW = 1 << 14
 
 
 def typed_keys(key: Array) -> Array:
@@ -54,9 +61,15 @@ def is_eager_threefry(key: Array) -> bool:
             and str(jax.random.key_impl(typed_keys(key))) == "threefry2x32")
 
 
-def size_class(count: int) -> int:
-    """The power of two a draw of ``count`` numbers is made for (at least 1)."""
+def power_of_two(count: int) -> int:
+    """The smallest power of two ``>= count`` (at least 1)."""
     return 1 << max(count - 1, 0).bit_length()
+
+
+def size_class(count: int) -> int:
+    """The size an eager draw of ``count`` numbers is made for: :func:`power_of_two`,
+    at least :data:`SMALLEST_SHARED_DRAW`."""
+    return max(power_of_two(count), SMALLEST_SHARED_DRAW)
 
 
 def shares_draws(key: Array, count: int) -> bool:

@@ -36,9 +36,10 @@ import numpy as np
 from jax import lax
 
 from jaxinit.core import Array
-from jaxinit.draws import fit, shares_draws, size_class, typed_keys
+from jaxinit.draws import fit, power_of_two, shares_draws, size_class, typed_keys
 
 __all__ = [
+    "PER_KEY_DRAWS",
     "DrawSampler",
     "Sampler",
     "eager_gaussians",
@@ -167,13 +168,20 @@ def _sign_corrected_qrs(z: Array, n: int, m: int) -> Array:
 qr_sampler = DrawSampler(matrix_shape, _sign_corrected_qrs)
 
 
+#: An eager stack of at most this many matrices draws each matrix's numbers on its own
+#: (one dispatch each, ~0.1 ms) from the programs single matrices use; a larger one
+#: compiles a batched draw (0.2-0.3 s on a 2-core CPU) per power-of-two count and size.
+PER_KEY_DRAWS = 16
+
+
 def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, ...],
-                    dtype: np.dtype) -> Array | None:
+                    dtype: np.dtype) -> Array | tuple[Array, ...] | None:
     """The Gaussians of an eager call, from a program compiled once per size class.
 
     Returns ``gaussian(keys, shape, dtype)`` for ``keys = key`` (no batch) or
-    ``slice_keys(key, batch_shape)``, drawn for the next power-of-two count and
-    size and flattened: ``(size',)`` or ``(count', size')``;
+    ``slice_keys(key, batch_shape)``, drawn for a larger size (and count) and
+    flattened: ``(size',)`` or ``(count', size')``, or for a stack of at
+    most :data:`PER_KEY_DRAWS` matrices a tuple of ``count`` draws ``(size',)``;
     :func:`take_gaussians` cuts the draw out inside the caller's program.
     Threefry's numbers depend only on the key and an element's flat index
     (``jax_threefry_partitionable``), so these are the same bits as the exact
@@ -183,8 +191,16 @@ def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, 
     count, size = math.prod(batch_shape), math.prod(shape)
     if not shares_draws(key, count * size):
         return None
-    count_class = size_class(count) if batch_shape else 0
-    return _shared_draw(np.dtype(dtype), count_class, size_class(size))(typed_keys(key))
+    key, dtype = typed_keys(key), np.dtype(dtype)
+    single = _shared_draw(dtype, 0, size_class(size))
+    if not batch_shape:
+        return single(key)
+    if count <= PER_KEY_DRAWS:
+        # Each matrix's numbers from the single matrices' program (with ``slice_keys``'s
+        # key for it), so that a small stack or a fused gate kernel compiles no draw.
+        return tuple(single(jax.random.fold_in(key, i)) for i in range(count))
+    # Many matrices: no smallest size, which would multiply a small matrix's numbers.
+    return _shared_draw(dtype, power_of_two(count), power_of_two(size))(key)
 
 
 @functools.cache
@@ -194,9 +210,12 @@ def _shared_draw(dtype: np.dtype, count: int, size: int) -> Callable[[Array], Ar
     return jax.jit(lambda key: gaussian(slice_keys(key, (count,)), (size,), dtype))
 
 
-def take_gaussians(flat: Array, batch_shape: tuple[int, ...], shape: tuple[int, ...]) -> Array:
+def take_gaussians(flat: Array | tuple[Array, ...], batch_shape: tuple[int, ...],
+                   shape: tuple[int, ...]) -> Array:
     """The ``(*batch_shape, *shape)`` draw inside an :func:`eager_gaussians` result."""
     count, size = math.prod(batch_shape), math.prod(shape)
+    if isinstance(flat, tuple):
+        flat = jnp.stack(flat)
     if not batch_shape:
         return fit(flat, shape)
     return flat[:count, :size].reshape(*batch_shape, *shape)

@@ -38,8 +38,9 @@ def test_eager_draws_cut_from_a_larger_draw_are_jax_draws(name, monkeypatch):
     shape's, and the same array: the test above).
     """
     monkeypatch.setattr(draws, "SHARED_DRAW_LIMIT", 4000)  # (65, 63) is above
+    monkeypatch.setattr(draws, "SMALLEST_SHARED_DRAW", 8)
     ours, jax_draw = DRAWS[name]
-    for shape in [(7,), (4, 4), (5, 3), (2, 1025), (65, 63)]:
+    for shape in [(2,), (7,), (4, 4), (5, 3), (2, 1025), (65, 63)]:
         size = math.prod(shape)
         np.testing.assert_array_equal(np.asarray(ours(KEY, shape)),
                                       np.asarray(jax_draw(KEY, (size,))).reshape(shape),
@@ -60,10 +61,13 @@ def test_a_scaled_draw_is_the_draw_times_the_factor(name):
 
 
 def test_eager_threefry_draws_are_flat_and_shared_by_sizes_up_to_a_power_of_two():
-    assert draws.draw_shape(KEY, SHAPE) == (256,)
-    assert draws.draw_shape(KEY, (4, 4)) == draws.draw_shape(KEY, (5, 3)) == (16,)
-    assert draws.draw_shape(KEY, (7,)) == (8,)
-    assert draws.draw_shape(jax.random.PRNGKey(0), SHAPE) == (256,)  # legacy uint32 key
+    smallest = draws.SMALLEST_SHARED_DRAW
+    assert draws.draw_shape(KEY, SHAPE) == draws.draw_shape(KEY, (7,)) == (smallest,)
+    assert draws.draw_shape(KEY, (smallest,)) == (smallest,)
+    assert draws.draw_shape(KEY, (3, smallest)) == draws.draw_shape(KEY, (4, smallest)) \
+        == (4 * smallest,)
+    assert draws.draw_shape(KEY, (5, smallest)) == (8 * smallest,)
+    assert draws.draw_shape(jax.random.PRNGKey(0), SHAPE) == (smallest,)  # legacy uint32 key
     limit = draws.SHARED_DRAW_LIMIT
     assert draws.draw_shape(KEY, (limit,)) == (limit,)
     assert draws.draw_shape(KEY, (3, limit // 2)) == (3 * limit // 2,), "flat, not shared"

@@ -11,7 +11,7 @@ from designs import rotation
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxinit.haar import qr_sampler
+from jaxinit.haar import PER_KEY_DRAWS, qr_sampler
 from jaxinit.orthogonal import SAMPLERS, auto_method, orthogonal
 from jaxinit.testing import assert_haar, assert_orthogonal
 
@@ -164,10 +164,13 @@ def test_householder_block_size_changes_only_the_rounding():
 
 @pytest.mark.parametrize("method", ["qr", "householder"])
 def test_eager_equals_jit(method):
+    # An eager stack draws each matrix's numbers on its own up to PER_KEY_DRAWS matrices,
+    # in one batched draw above: both are the jitted call's numbers.
     init = orthogonal(method=method, batch_axis=0)
-    eager = init(KEY, STACK)
-    jitted = jax.jit(init, static_argnums=1)(KEY, STACK)
-    np.testing.assert_array_equal(eager, jitted)
+    for shape in (STACK, (PER_KEY_DRAWS + 1, 8, 8)):
+        eager = init(KEY, shape)
+        jitted = jax.jit(init, static_argnums=1)(KEY, shape)
+        np.testing.assert_array_equal(eager, jitted, err_msg=str(shape))
 
 
 JAX_SHAPES = [((10, 4), -1), ((4, 10), -1), ((3, 3, 8, 16), -1), ((3, 4, 5), 1)]
