@@ -33,9 +33,11 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 import jaxinit
+from jaxinit import draws
 from jaxinit.diagnostics import LayerStats, format_table, layer_statistics, plot_statistics
 
 __all__ = ["load_factory", "main", "run_schemes", "summary_table"]
@@ -200,7 +202,8 @@ def _batch(key: jax.Array, shape: Sequence[int], dtype: str) -> jax.Array:
                          "batch axis first.")
     if dtype == "int32":
         return jax.random.randint(key, tuple(shape), 0, 2)
-    return jax.random.normal(key, tuple(shape))
+    # jax.random.normal's numbers, from a program shared with other sizes
+    return draws.normal(key, tuple(shape), np.dtype(np.float32))
 
 
 def _progress(done: int, total: int, label: str, elapsed: float) -> None:
