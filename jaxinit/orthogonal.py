@@ -71,16 +71,16 @@ SAMPLERS: dict[str, Sampler] = {
 
 #: On CPU, matrices ``n × m`` with ``n·m² <= CPU_QR_MAX_WORK`` (up to
 #: 2048 × 2048) are made by LAPACK's QR, one at a time; larger ones by the
-#: Householder accumulation (batched for a stack). Users initialize once, and
-#: for one call -- compile plus run, what a model's set-up pays -- QR is the
-#: cheaper up to this size: the Householder program takes 0.5-0.9 s to
-#: compile, QR's about 0.2 s. Measured in fresh processes
-#: (benchmarks/first_call.py, 2-core CPU, qr / householder wall): 1024² 0.54 /
-#: 0.89 s, 2048² 0.97 / 1.61 s, 4096² 3.05 / 2.15 s, (4096, 512) 0.52 / 0.92 s;
-#: stacks (64, 256, 256) 0.86 / 1.27 s, (8, 512, 512) 0.72 / 1.21 s,
-#: (4, 1024, 1024) 0.88 / 1.18 s, (16, 1024, 1024) 2.08 / 1.95 s. Repeated
+#: Householder accumulation (on CPU one matrix at a time for a stack). Users
+#: initialize once, and for one call -- compile plus run, what a model's set-up
+#: pays -- QR is the cheaper up to this size: the Householder program takes
+#: 0.5-0.9 s to compile, QR's about 0.2 s. Measured in fresh processes
+#: (benchmarks/first_call.py, 2-core CPU, qr / householder wall): 1024² 0.51 /
+#: 0.80 s, 2048² 0.97 / 1.61 s, 4096² 3.05 / 2.15 s, (4096, 512) 0.52 / 0.92 s;
+#: stacks (64, 256, 256) 0.79 / 1.15 s, (8, 512, 512) 0.68 / 0.94 s,
+#: (4, 1024, 1024) 0.89 / 1.05 s, (16, 1024, 1024) 1.74 / 1.30 s. Repeated
 #: calls of one compiled program are faster with ``"householder"`` (~3x for a
-#: matrix from 1024² on, 1.4x for the (64, 256, 256) stack). The rule depends
+#: matrix from 1024² on, ~2x for the (64, 256, 256) stack). The rule depends
 #: on the matrix size only, so a larger stack starts with a smaller one's
 #: matrices.
 CPU_QR_MAX_WORK = 2048**3
