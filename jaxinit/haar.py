@@ -192,7 +192,8 @@ def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, 
     if not shares_draws(key, count * size):
         return None
     key, dtype = typed_keys(key), np.dtype(dtype)
-    single = _shared_draw(dtype, 0, size_class(size))
+    # JAX's own draw program, the one the normal schemes' eager draws use (jaxinit.draws).
+    single = functools.partial(jax.random.normal, shape=(size_class(size),), dtype=dtype)
     if not batch_shape:
         return single(key)
     if count <= PER_KEY_DRAWS:
@@ -200,13 +201,11 @@ def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, 
         # key for it), so that a small stack or a fused gate kernel compiles no draw.
         return tuple(single(jax.random.fold_in(key, i)) for i in range(count))
     # Many matrices: no smallest size, which would multiply a small matrix's numbers.
-    return _shared_draw(dtype, power_of_two(count), power_of_two(size))(key)
+    return _batched_draw(dtype, power_of_two(count), power_of_two(size))(key)
 
 
 @functools.cache
-def _shared_draw(dtype: np.dtype, count: int, size: int) -> Callable[[Array], Array]:
-    if not count:
-        return jax.jit(lambda key: jax.random.normal(key, (size,), dtype))
+def _batched_draw(dtype: np.dtype, count: int, size: int) -> Callable[[Array], Array]:
     return jax.jit(lambda key: gaussian(slice_keys(key, (count,)), (size,), dtype))
 
 
