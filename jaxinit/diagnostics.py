@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinit import threefry
 from jaxinit.core import Array, check_key, check_real
 from jaxinit.layer_taps import check_batch, get_at, prepare_model, probe_layers
 
@@ -172,7 +173,7 @@ def _projection_loss(key: Array) -> Callable[[Any], Array]:
         leaves = jax.tree_util.tree_leaves(output)
         total = jnp.zeros((), jnp.float32)
         for i, leaf in enumerate(leaves):
-            r = jax.random.normal(jax.random.fold_in(key, i), jnp.shape(leaf), jnp.float32)
+            r = threefry.normal(jax.random.fold_in(key, i), jnp.shape(leaf), jnp.float32)
             total = total + jnp.sum(jnp.asarray(leaf, jnp.float32) * r)
         return total
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
 
-from jaxinit import draws
+from jaxinit import draws, threefry
 from jaxinit.contract import initializer, runtime_value
 from jaxinit.core import (
     Array,
@@ -238,13 +238,13 @@ def truncated_standard_normal(key: Array, lower: float, upper: float, shape: tup
 def _truncated_standard_normal(key: Array, lower: float, upper: float,
                                shape: tuple[int, ...], dtype: np.dtype) -> Array:
     if lower < FAR_TAIL and upper > -FAR_TAIL:
-        return jax.random.truncated_normal(key, runtime_value(lower, dtype),
+        return threefry.truncated_normal(key, runtime_value(lower, dtype),
                                            runtime_value(upper, dtype), shape, dtype)
     sign = 1.0 if lower >= FAR_TAIL else -1.0
     a, b = (lower, upper) if sign > 0 else (-upper, -lower)
     log_qa = log_ndtr(-runtime_value(a, dtype))
     log_qb = log_ndtr(-runtime_value(b, dtype))
-    u = jax.random.uniform(key, shape, dtype)
+    u = threefry.uniform(key, shape, dtype)
     target = log_qa + jnp.log1p(u * jnp.expm1(log_qb - log_qa))
     x = jnp.sqrt(jnp.maximum(-2 * target - jnp.log(jnp.maximum(-4 * math.pi * target, 1.0)), 0))
     x = jnp.clip(x, a, b)

@@ -30,6 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinit import threefry
 from jaxinit.contract import scale_samples
 from jaxinit.core import Array
 
@@ -108,14 +109,14 @@ def _take(flat: Array, shape: tuple[int, ...]) -> Array:
 
 def normal(key: Array, shape: tuple[int, ...], dtype: np.dtype, factor: Any = None) -> Array:
     """``jax.random.normal(key, shape, dtype)``, times ``factor`` (:func:`scale_samples`)."""
-    return fit(jax.random.normal(key, draw_shape(key, shape), dtype), shape, factor)
+    return fit(threefry.normal(key, draw_shape(key, shape), dtype), shape, factor)
 
 
 def uniform(key: Array, shape: tuple[int, ...], dtype: np.dtype, minval: Any = 0.0,
             maxval: Any = 1.0, factor: Any = None) -> Array:
     """``jax.random.uniform(key, shape, dtype, minval, maxval)`` (scalar bounds), times
     ``factor``."""
-    return fit(jax.random.uniform(key, draw_shape(key, shape), dtype, minval, maxval), shape,
+    return fit(threefry.uniform(key, draw_shape(key, shape), dtype, minval, maxval), shape,
                factor)
 
 
@@ -123,5 +124,5 @@ def truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...],
                      dtype: np.dtype, factor: Any = None) -> Array:
     """``jax.random.truncated_normal(key, lower, upper, shape, dtype)`` (scalar bounds), times
     ``factor``."""
-    return fit(jax.random.truncated_normal(key, lower, upper, draw_shape(key, shape), dtype),
+    return fit(threefry.truncated_normal(key, lower, upper, draw_shape(key, shape), dtype),
                shape, factor)

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxinit import threefry
 from jaxinit.core import Array
 from jaxinit.draws import fit, power_of_two, shares_draws, size_class, typed_keys
 
@@ -98,8 +99,8 @@ def gaussian(keys: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
     """
     size = math.prod(shape)
     if keys.ndim == 0:
-        return jax.random.normal(keys, (size,), dtype).reshape(shape)
-    flat = jax.vmap(lambda k: jax.random.normal(k, (size,), dtype))(keys.reshape(-1))
+        return threefry.normal(keys, (size,), dtype).reshape(shape)
+    flat = jax.vmap(lambda k: threefry.normal(k, (size,), dtype))(keys.reshape(-1))
     return flat.reshape(*keys.shape, *shape)
 
 
@@ -192,8 +193,8 @@ def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, 
     if not shares_draws(key, count * size):
         return None
     key, dtype = typed_keys(key), np.dtype(dtype)
-    # JAX's own draw program, the one the normal schemes' eager draws use (jaxinit.draws).
-    single = functools.partial(jax.random.normal, shape=(size_class(size),), dtype=dtype)
+    # JAX's normal draw (jaxinit.threefry), the program the normal schemes' eager draws use.
+    single = functools.partial(threefry.normal, shape=(size_class(size),), dtype=dtype)
     if not batch_shape:
         return single(key)
     if count <= PER_KEY_DRAWS:

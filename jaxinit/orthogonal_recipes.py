@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxinit import threefry
 from jaxinit.core import Array, DTypeLike, is_complex, real_dtype
 from jaxinit.haar import HIGHEST, gaussian, gram, map_matrices, matmul, sign_corrected_qr
 
@@ -188,7 +189,7 @@ def gram_schmidt_sampler(keys: Array, n: int, m: int, dtype: DTypeLike) -> Array
 def _random_phases(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
     """Independent uniform signs (real) or unit phases ``exp(iθ)`` (complex), one key."""
     if is_complex(dtype):
-        theta = jax.random.uniform(key, shape, real_dtype(dtype), 0.0, 2 * math.pi)
+        theta = threefry.uniform(key, shape, real_dtype(dtype), 0.0, 2 * math.pi)
         return lax.complex(jnp.cos(theta), jnp.sin(theta)).astype(dtype)
     return jax.random.rademacher(key, shape, dtype)
 

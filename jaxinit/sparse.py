@@ -50,11 +50,11 @@ from jaxinit.core import (
     normal_max_abs,
 )
 from jaxinit.fans import fan_axes
+from jaxinit.threefry import threefry2x32
 
 __all__ = ["nonzero_count", "sparse"]
 
 _NAME = "jaxinit.sparse"
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _STREAM_SHIFT = 30  # a stream's index sits above the positions in the first counter word
 _TIE_BITS = 128  # the ties of a unit are chosen among by a 128-bit set (four words)
 
@@ -72,29 +72,9 @@ def _check_fraction(arg_name: str, value: float) -> float:
 # ----------------------------------------------------------------------------- random words
 
 
-def _threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
-    """The Threefry-2x32 block function, 20 rounds (Salmon et al. 2011, "Parallel random
-    numbers: as easy as 1, 2, 3"), bit-identical to JAX's ``threefry2x32``.
-
-    Written as elementwise operations, so that XLA fuses it with the counters and with
-    what consumes the words; JAX's CPU lowering is a loop over whole arrays that writes
-    and reads them back five times (measured about a third of the speed).
-    """
-    k2 = k0 ^ k1 ^ np.uint32(0x1BD11BDA)
-    schedule = (k0, k1, k2)
-    x0, x1 = x0 + k0, x1 + k1
-    for i in range(5):
-        for r in _ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
-        x0 = x0 + schedule[(i + 1) % 3]
-        x1 = x1 + schedule[(i + 2) % 3] + np.uint32(i + 1)
-    return x0, x1
-
-
 def _root(key: Array) -> Stream:
-    """A threefry key as its two words (hashed by :func:`_threefry2x32`) and offset 0, or a
-    key of any other kind as a typed key (drawn from with ``jax.random``)."""
+    """A threefry key as its two words (hashed by :func:`~jaxinit.threefry.threefry2x32`)
+    and offset 0, or a key of any other kind as a typed key (drawn from with ``jax.random``)."""
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)
     if str(jax.random.key_impl(key)) != "threefry2x32":
@@ -132,7 +112,7 @@ def _words(stream: Stream, shape: tuple[int, int, int], axis: int) -> tuple[Arra
     g_axis, o_axis = (a for a in range(3) if a != axis)
     unit = (jax.lax.broadcasted_iota(jnp.uint32, shape, g_axis) * np.uint32(shape[o_axis])
             + jax.lax.broadcasted_iota(jnp.uint32, shape, o_axis))
-    return _threefry2x32(stream[0], stream[1], position, unit)
+    return threefry2x32(stream[0], stream[1], position, unit)
 
 
 def _in_memory(x: Array, axis: int) -> Array:

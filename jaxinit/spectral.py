@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
+from jaxinit import threefry
 from jaxinit.contract import initializer, scale_samples
 from jaxinit.core import (
     Array,
@@ -172,7 +173,7 @@ def spectral_radius(
     @functools.partial(jax.jit, static_argnums=(1, 2))
     def rescaled(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         if base == "normal":
-            w = scale_samples(jax.random.normal(key, shape, dtype), 1 / math.sqrt(shape[-1]))
+            w = scale_samples(threefry.normal(key, shape, dtype), 1 / math.sqrt(shape[-1]))
         else:
             w = jnp.asarray(base(key, shape, dtype), dtype)  # type: ignore[operator]
         rho = estimate_spectral_radius(w, num_squarings)[..., None, None]

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import scipy.stats
 from example_loader import load_example
-from jax.extend.random import threefry2x32_p
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from jaxinit.sparse import nonzero_count, sparse
@@ -92,17 +91,6 @@ def test_nonzero_count_conventions():
     assert nonzero_count(9, zero_fraction=0.1) == 8
     assert nonzero_count(9, nonzero_fraction=0.1) == 0
     assert nonzero_count(25, zero_fraction=0.28) == 17  # ceil(0.28 * 25) = ceil(7.000000000000001)
-
-
-def test_threefry_is_jaxs_block_function():
-    """Every random word comes from this hash: a wrong rotation or key word would still
-    look random, so compare it with JAX's threefry2x32 bit for bit."""
-    words = np.random.default_rng(0).integers(0, 2**32, (4, 1000), dtype=np.uint32)
-    k0, k1, x0, x1 = (jnp.asarray(w) for w in words)
-    ours = jax.jit(SPARSE._threefry2x32)(k0, k1, x0, x1)
-    theirs = threefry2x32_p.bind(k0, k1, x0, x1)
-    for a, b in zip(ours, theirs, strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_uniform_below_is_the_top_word_of_the_64_bit_product():
