@@ -140,7 +140,16 @@ def _truncated_normal(key: Array, lower: Array, upper: Array, shape: tuple[int, 
 
 
 def normal(key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
-    """``jax.random.normal(key, shape, dtype)`` (float or complex ``dtype``)."""
+    """``jax.random.normal(key, shape, dtype)`` (float or complex ``dtype``), bit for bit.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxinit import threefry
+      >>> key = jax.random.key(0)
+      >>> z = threefry.normal(key, (3, 4), jnp.float32)
+      >>> bool((z == jax.random.normal(key, (3, 4), jnp.float32)).all())
+      True
+    """
     key, shape, dtype = _typed(key), tuple(shape), _canonical(dtype)
     if not _fused(key, shape):
         return jax.random.normal(key, shape, dtype)
