@@ -239,7 +239,7 @@ def _truncated_standard_normal(key: Array, lower: float, upper: float,
                                shape: tuple[int, ...], dtype: np.dtype) -> Array:
     if lower < FAR_TAIL and upper > -FAR_TAIL:
         return threefry.truncated_normal(key, runtime_value(lower, dtype),
-                                           runtime_value(upper, dtype), shape, dtype)
+                                         runtime_value(upper, dtype), shape, dtype)
     sign = 1.0 if lower >= FAR_TAIL else -1.0
     a, b = (lower, upper) if sign > 0 else (-upper, -lower)
     log_qa = log_ndtr(-runtime_value(a, dtype))

@@ -32,10 +32,11 @@ import numpy as np
 from jaxinit import threefry
 from jaxinit.contract import scale_samples
 from jaxinit.core import Array
+from jaxinit.threefry import typed_keys
 
 __all__ = ["SHARED_DRAW_LIMIT", "SMALLEST_SHARED_DRAW", "draw_shape", "fit",
            "is_eager_threefry", "normal", "power_of_two", "shares_draws", "size_class",
-           "truncated_normal", "typed_keys", "uniform"]
+           "truncated_normal", "uniform"]
 
 #: Eager draws of at most this many numbers come from programs shared by all
 #: sizes up to the next power of two: below it the compile time saved
@@ -46,13 +47,6 @@ SHARED_DRAW_LIMIT = 1 << 22
 #: 2¹⁴ numbers takes ~0.3 ms on a 2-core CPU, compiling a program for a smaller size
 #: ~0.1 s, and models and tests have many small weights of distinct sizes.
 SMALLEST_SHARED_DRAW = 1 << 14
-
-
-def typed_keys(key: Array) -> Array:
-    """``key`` as a typed key array (a legacy ``uint32`` key wrapped as JAX wraps it)."""
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.wrap_key_data(key)
 
 
 def is_eager_threefry(key: Array) -> bool:

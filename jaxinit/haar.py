@@ -37,7 +37,8 @@ from jax import lax
 
 from jaxinit import threefry
 from jaxinit.core import Array
-from jaxinit.draws import fit, power_of_two, shares_draws, size_class, typed_keys
+from jaxinit.draws import fit, power_of_two, shares_draws, size_class
+from jaxinit.threefry import typed_keys
 
 __all__ = [
     "PER_KEY_DRAWS",

@@ -43,7 +43,6 @@ from jaxinit.core import (
     is_traced,
     normalize_axes,
 )
-from jaxinit.draws import typed_keys
 from jaxinit.gates import follow_cell
 from jaxinit.haar import (
     DrawSampler,
@@ -56,6 +55,7 @@ from jaxinit.haar import (
     take_gaussians,
 )
 from jaxinit.sharding import auto_mesh, constrain
+from jaxinit.threefry import typed_keys
 
 __all__ = ["SAMPLERS", "auto_method", "orthogonal"]
 

@@ -50,7 +50,7 @@ from jaxinit.core import (
     normal_max_abs,
 )
 from jaxinit.fans import fan_axes
-from jaxinit.threefry import threefry2x32
+from jaxinit.threefry import threefry2x32, typed_keys
 
 __all__ = ["nonzero_count", "sparse"]
 
@@ -75,8 +75,7 @@ def _check_fraction(arg_name: str, value: float) -> float:
 def _root(key: Array) -> Stream:
     """A threefry key as its two words (hashed by :func:`~jaxinit.threefry.threefry2x32`)
     and offset 0, or a key of any other kind as a typed key (drawn from with ``jax.random``)."""
-    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(key)
+    key = typed_keys(key)
     if str(jax.random.key_impl(key)) != "threefry2x32":
         return key
     data = jax.random.key_data(key)

@@ -9,7 +9,8 @@ written out as elementwise operations, so XLA fuses the counters, the hash and
 the float transform into one pass. Measured with jax 0.10.2 on a 2-core AMD EPYC
 (Zen 3), float32 normal draws: 3.4-4.8x faster warm from 1024² numbers up,
 and 0.08-0.1 s to compile for any shape, against 0.16-0.19 s for flat draws
-and up to 1.3 s for a ``(3, 3, 4, 8)`` kernel (``benchmarks/draws.py``).
+and up to 1.3 s for a ``(3, 3, 4, 8)`` kernel (``benchmarks/schemes.py``, and
+``benchmarks/RESULTS.md``).
 
 :func:`normal`, :func:`uniform` and :func:`truncated_normal` return what
 ``jax.random.normal``, ``uniform`` and ``truncated_normal`` return, bit for bit,
@@ -33,7 +34,7 @@ from jax import lax
 
 from jaxinit.core import Array
 
-__all__ = ["normal", "threefry2x32", "truncated_normal", "uniform"]
+__all__ = ["normal", "threefry2x32", "truncated_normal", "typed_keys", "uniform"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -54,7 +55,8 @@ def threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Arr
     return x0, x1
 
 
-def _typed(key: Array) -> Array:
+def typed_keys(key: Array) -> Array:
+    """``key`` as a typed key array (a legacy ``uint32`` key wrapped as JAX wraps it)."""
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     return jax.random.wrap_key_data(key)
@@ -150,7 +152,7 @@ def normal(key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
       >>> bool((z == jax.random.normal(key, (3, 4), jnp.float32)).all())
       True
     """
-    key, shape, dtype = _typed(key), tuple(shape), _canonical(dtype)
+    key, shape, dtype = typed_keys(key), tuple(shape), _canonical(dtype)
     if not _fused(key, shape):
         return jax.random.normal(key, shape, dtype)
     return _normal(key, shape, dtype)
@@ -159,7 +161,7 @@ def normal(key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
 def uniform(key: Array, shape: tuple[int, ...], dtype: Any, minval: Any = 0.0,
             maxval: Any = 1.0) -> Array:
     """``jax.random.uniform(key, shape, dtype, minval, maxval)`` (float ``dtype``)."""
-    key, shape, dtype = _typed(key), tuple(shape), _canonical(dtype)
+    key, shape, dtype = typed_keys(key), tuple(shape), _canonical(dtype)
     if not _fused(key, shape):
         return jax.random.uniform(key, shape, dtype, minval, maxval)
     return _uniform(key, minval, maxval, shape, dtype)
@@ -168,7 +170,7 @@ def uniform(key: Array, shape: tuple[int, ...], dtype: Any, minval: Any = 0.0,
 def truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...],
                      dtype: Any) -> Array:
     """``jax.random.truncated_normal(key, lower, upper, shape, dtype)`` (float ``dtype``)."""
-    key, shape, dtype = _typed(key), tuple(shape), _canonical(dtype)
+    key, shape, dtype = typed_keys(key), tuple(shape), _canonical(dtype)
     if not _fused(key, shape):
         return jax.random.truncated_normal(key, lower, upper, shape, dtype)
     return _truncated_normal(key, lower, upper, shape, dtype)
