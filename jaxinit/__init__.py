@@ -8,6 +8,8 @@ linen or nnx modules. ``zeros`` and ``ones`` are initializers themselves.
 Models that take no initializer (Equinox, converted checkpoints) are
 re-initialized by path with ``jaxinit.reinit``; ``jaxinit.torch`` has
 PyTorch's ``torch.nn.init`` schemes, reading PyTorch's ``(out, in, *kernel)`` layout.
+``jaxinit.threefry`` has ``jax.random``'s normal, uniform and truncated normal draws,
+bit for bit, from one fused program (the draws of every scheme here).
 
 ``import jaxinit`` loads jax only; the tools that need Flax (diagnostics,
 LSUV), the statistical assertions (``jaxinit.testing``, which needs scipy)
@@ -19,6 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from jaxinit import threefry
 from jaxinit.constant import constant, ones, ones_init, zeros, zeros_init
 from jaxinit.contract import shardable
 from jaxinit.core import Initializer
@@ -139,6 +142,7 @@ __all__ = [
     "spectral_radius",
     "symmetric_uniform",
     "testing",
+    "threefry",
     "torch",
     "truncated_normal",
     "uniform",
