@@ -17,14 +17,16 @@ and up to 1.3 s for a ``(3, 3, 4, 8)`` kernel (``benchmarks/schemes.py``, and
 for a threefry key with ``jax_threefry_partitionable`` on (JAX's default): element
 ``i`` (row-major) of a draw hashes the counter ``(0, i)`` and keeps the xor of the
 two output words (both words, for 64-bit numbers), then JAX's own arithmetic maps
-the bits to floats. For any other key kind, with the flag off, or for draws of
-``2³²`` numbers or more, they call ``jax.random``.
+the bits to floats. For any other key kind, with the flag off, for draws of
+``2³²`` numbers or more, and for arguments JAX refuses, they call ``jax.random``
+(which raises its own errors).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import operator
 from typing import Any
 
 import jax
@@ -37,6 +39,7 @@ from jaxinit.core import Array
 __all__ = ["normal", "threefry2x32", "truncated_normal", "typed_keys", "uniform"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_Draw = tuple[Array, tuple[int, ...], np.dtype]  # a draw's key, shape and dtype
 
 
 def threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
@@ -62,16 +65,22 @@ def typed_keys(key: Array) -> Array:
     return jax.random.wrap_key_data(key)
 
 
-def _canonical(dtype: Any) -> np.dtype:
-    """``dtype`` as JAX draws it (64-bit types are 32-bit unless x64 is on)."""
-    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
-
-
-def _fused(key: Array, shape: tuple[int, ...]) -> bool:
-    """Whether this module computes the draw (else ``jax.random`` does)."""
-    return (str(jax.random.key_impl(key)) == "threefry2x32"
-            and bool(jax.config.jax_threefry_partitionable)  # type: ignore[attr-defined]
-            and math.prod(shape) < 1 << 32)
+def _fused(key: Any, shape: Any, dtype: Any, kind: Any) -> _Draw | None:
+    """``(key, shape, dtype)`` canonicalized where this module computes the draw (one
+    threefry key, ``dtype`` of ``kind``), else None: ``jax.random`` draws, and raises its own
+    error for bad input."""
+    try:
+        key = typed_keys(key)
+        shape = tuple(operator.index(d) for d in shape)
+        dtype = np.dtype(jax.dtypes.canonicalize_dtype(dtype))  # 32-bit unless x64 is on
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if (key.shape != () or not jnp.issubdtype(dtype, kind) or min(shape, default=0) < 0
+            or math.prod(shape) >= 1 << 32
+            or str(jax.random.key_impl(key)) != "threefry2x32"
+            or not jax.config.jax_threefry_partitionable):  # type: ignore[attr-defined]
+        return None
+    return key, shape, dtype
 
 
 def _bits(key: Array, shape: tuple[int, ...], width: int) -> Array:
@@ -152,25 +161,25 @@ def normal(key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
       >>> bool((z == jax.random.normal(key, (3, 4), jnp.float32)).all())
       True
     """
-    key, shape, dtype = typed_keys(key), tuple(shape), _canonical(dtype)
-    if not _fused(key, shape):
-        return jax.random.normal(key, shape, dtype)
-    return _normal(key, shape, dtype)
+    fused = _fused(key, shape, dtype, jnp.inexact)
+    return jax.random.normal(key, shape, dtype) if fused is None else _normal(*fused)
 
 
 def uniform(key: Array, shape: tuple[int, ...], dtype: Any, minval: Any = 0.0,
             maxval: Any = 1.0) -> Array:
     """``jax.random.uniform(key, shape, dtype, minval, maxval)`` (float ``dtype``)."""
-    key, shape, dtype = typed_keys(key), tuple(shape), _canonical(dtype)
-    if not _fused(key, shape):
+    fused = _fused(key, shape, dtype, jnp.floating)
+    if fused is None:
         return jax.random.uniform(key, shape, dtype, minval, maxval)
+    key, shape, dtype = fused
     return _uniform(key, minval, maxval, shape, dtype)
 
 
 def truncated_normal(key: Array, lower: Any, upper: Any, shape: tuple[int, ...],
                      dtype: Any) -> Array:
     """``jax.random.truncated_normal(key, lower, upper, shape, dtype)`` (float ``dtype``)."""
-    key, shape, dtype = typed_keys(key), tuple(shape), _canonical(dtype)
-    if not _fused(key, shape):
+    fused = _fused(key, shape, dtype, jnp.floating)
+    if fused is None:
         return jax.random.truncated_normal(key, lower, upper, shape, dtype)
+    key, shape, dtype = fused
     return _truncated_normal(key, lower, upper, shape, dtype)

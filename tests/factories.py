@@ -96,7 +96,7 @@ HELPERS = {
     "GATE_ORDERS", "Initializer", "LSUVLayer", "LSUVReport", "LayerStats",
     "NonPartitionableRandomWarning", "calculate_gain", "compute_fans", "estimate_spectral_radius",
     "format_table", "layer_statistics", "lsuv", "plot_statistics", "set_forget_bias",
-    "shardable", "testing", "torch", "reinit", "from_sibling", "for_layout",
+    "shardable", "testing", "threefry", "torch", "reinit", "from_sibling", "for_layout",
 }
 
 KEY = jax.random.key(0)

@@ -97,3 +97,20 @@ def test_other_keys_and_settings_fall_back_to_jax(name):
     with jax.threefry_partitionable(False):
         key = jax.random.key(2)
         assert_same_bits(theirs(key, (5, 4), jnp.float32), ours(key, (5, 4), jnp.float32))
+
+
+@pytest.mark.parametrize(("key", "shape", "dtype"), [
+    (jax.random.split(jax.random.key(0), 2), (3,), jnp.float32),  # several keys
+    (jax.random.key(0), (3, -1), jnp.float32),
+    (jax.random.key(0), (2.5,), jnp.float32),
+    (jax.random.key(0), (3,), jnp.int32),
+    (0, (3,), jnp.float32),
+], ids=["keys", "negative", "float_dim", "int_dtype", "int_key"])
+@pytest.mark.parametrize("name", sorted(DRAWS))
+def test_bad_arguments_raise_what_jax_raises(name, key, shape, dtype):
+    ours, theirs = DRAWS[name]
+    with pytest.raises(Exception) as expected:
+        theirs(key, shape, dtype)
+    with pytest.raises(expected.type) as actual:
+        ours(key, shape, dtype)
+    assert str(actual.value) == str(expected.value)
