@@ -173,7 +173,7 @@ def _projection_loss(key: Array) -> Callable[[Any], Array]:
         leaves = jax.tree_util.tree_leaves(output)
         total = jnp.zeros((), jnp.float32)
         for i, leaf in enumerate(leaves):
-            r = threefry.normal(jax.random.fold_in(key, i), jnp.shape(leaf), jnp.float32)
+            r = threefry.normal(threefry.fold_in(key, i), jnp.shape(leaf), jnp.float32)
             total = total + jnp.sum(jnp.asarray(leaf, jnp.float32) * r)
         return total
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinit import threefry
 from jaxinit.constant import zeros
 from jaxinit.contract import base_default_dtype, initializer
 from jaxinit.core import (
@@ -125,7 +125,7 @@ def gate_blocks(init: Initializer, num_gates: int, *, axis: int = -1) -> Initial
     def blocks_init(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         block = _block_shape(name, shape, axis, num_gates)
         # A Python loop over the (few) gates keeps each factorization unbatched.
-        parts = [init(jax.random.fold_in(key, g), block, dtype) for g in range(num_gates)]
+        parts = [init(threefry.fold_in(key, g), block, dtype) for g in range(num_gates)]
         return jnp.concatenate(parts, axis=axis)
 
     @initializer(name, dtype=base_dtype)

@@ -86,8 +86,7 @@ def slice_keys(key: Array, batch_shape: tuple[int, ...]) -> Array:
     matrices.
     """
     count = math.prod(batch_shape)
-    flat = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(count, dtype=jnp.uint32))
-    return flat.reshape(batch_shape)
+    return threefry.fold_in(key, jnp.arange(count, dtype=jnp.uint32)).reshape(batch_shape)
 
 
 def gaussian(keys: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
@@ -201,7 +200,7 @@ def eager_gaussians(key: Array, batch_shape: tuple[int, ...], shape: tuple[int, 
     if count <= PER_KEY_DRAWS:
         # Each matrix's numbers from the single matrices' program (with ``slice_keys``'s
         # key for it), so that a small stack or a fused gate kernel compiles no draw.
-        return tuple(single(jax.random.fold_in(key, i)) for i in range(count))
+        return tuple(single(threefry.fold_in(key, i)) for i in range(count))
     # Many matrices: no smallest size, which would multiply a small matrix's numbers.
     return _batched_draw(dtype, power_of_two(count), power_of_two(size))(key)
 

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
+from jaxinit import threefry
 from jaxinit.contract import shardable
 from jaxinit.core import (
     Array,
@@ -252,7 +253,7 @@ def _check_tree(tree: Any) -> None:
 
 @jax.jit
 def _fold(key: Array, words: Array) -> Array:
-    return jax.random.fold_in(jax.random.fold_in(key, words[0]), words[1])
+    return threefry.fold_in(threefry.fold_in(key, words[0]), words[1])
 
 
 def _leaf_key(key: Array, path: str) -> Array:

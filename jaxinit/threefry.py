@@ -36,7 +36,7 @@ from jax import lax
 
 from jaxinit.core import Array
 
-__all__ = ["normal", "threefry2x32", "truncated_normal", "typed_keys", "uniform"]
+__all__ = ["fold_in", "normal", "threefry2x32", "truncated_normal", "typed_keys", "uniform"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _Draw = tuple[Array, tuple[int, ...], np.dtype]  # a draw's key, shape and dtype
@@ -81,6 +81,27 @@ def _fused(key: Any, shape: Any, dtype: Any, kind: Any) -> _Draw | None:
             or not jax.config.jax_threefry_partitionable):  # type: ignore[attr-defined]
         return None
     return key, shape, dtype
+
+
+def fold_in(key: Array, data: Any) -> Array:
+    """``jax.random.fold_in(key, d)`` for each ``d`` of ``data`` (an int or an array of
+    non-negative ints below 2³²), as keys of ``data``'s shape: for a threefry key, both
+    output words of the hash of the counter ``(0, d)``, in one elementwise program."""
+    key = typed_keys(key)
+    data = jnp.asarray(data, jnp.uint32)
+    if key.shape != () or str(jax.random.key_impl(key)) != "threefry2x32":
+        fold = jax.random.fold_in
+        for _ in range(data.ndim):
+            fold = jax.vmap(fold, (None, 0))
+        return fold(key, data)
+    return _fold_in(key, data)
+
+
+@jax.jit
+def _fold_in(key: Array, data: Array) -> Array:
+    words = jax.random.key_data(key)
+    high, low = threefry2x32(words[0], words[1], jnp.zeros_like(data), data)
+    return jax.random.wrap_key_data(jnp.stack([high, low], axis=-1), impl="threefry2x32")
 
 
 def _bits(key: Array, shape: tuple[int, ...], width: int) -> Array:

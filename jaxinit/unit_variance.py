@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinit import threefry
 from jaxinit.core import Array, check_callable, check_int, check_key, check_real
 from jaxinit.kernel_layout import KernelLayout
 from jaxinit.layer_taps import (
@@ -248,7 +249,7 @@ def _orthonormal(ortho: Callable[..., Array], key: Array, shape: tuple[int, ...]
     rows = math.prod(shape[a] for a in layout.inputs)
     cols = math.prod(shape[a] for a in layout.outputs)
     count = math.prod(shape[a] for a in layout.batch)
-    mats = [_checked(ortho(jax.random.fold_in(key, b), (rows, cols), dtype), (rows, cols))
+    mats = [_checked(ortho(threefry.fold_in(key, b), (rows, cols), dtype), (rows, cols))
             for b in range(count)]  # unbatched: one factorization per matrix
     stacked = jnp.stack(mats).reshape(tuple(shape[a] for a in order))
     return jnp.transpose(stacked, tuple(int(a) for a in np.argsort(order)))

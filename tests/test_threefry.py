@@ -114,3 +114,17 @@ def test_bad_arguments_raise_what_jax_raises(name, key, shape, dtype):
     with pytest.raises(expected.type) as actual:
         ours(key, shape, dtype)
     assert str(actual.value) == str(expected.value)
+
+
+def test_fold_in_is_jax_fold_in():
+    key, data = jax.random.key(9), jnp.array([[0, 1, 7], [2**31, 2**32 - 1, 5]], jnp.uint32)
+    one_each = jax.vmap(jax.vmap(jax.random.fold_in, (None, 0)), (None, 0))(key, data)
+    assert_same_bits(jax.random.key_data(one_each),
+                     jax.random.key_data(threefry.fold_in(key, data)))
+    for k in (key, jax.random.PRNGKey(4), jax.random.key(1, impl="rbg")):
+        typed = threefry.typed_keys(k)
+        assert_same_bits(jax.random.key_data(jax.random.fold_in(typed, 11)),
+                         jax.random.key_data(threefry.fold_in(k, 11)))
+    keys = jax.random.split(key, 3)
+    assert_same_bits(jax.random.key_data(jax.vmap(jax.random.fold_in, (0, None))(keys, 6)),
+                     jax.random.key_data(jax.vmap(threefry.fold_in, (0, None))(keys, 6)))
