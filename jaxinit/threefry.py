@@ -19,7 +19,8 @@ for a threefry key with ``jax_threefry_partitionable`` on (JAX's default): eleme
 two output words (both words, for 64-bit numbers), then JAX's own arithmetic maps
 the bits to floats. For any other key kind, with the flag off, for draws of
 ``2³²`` numbers or more, and for arguments JAX refuses, they call ``jax.random``
-(which raises its own errors).
+(which raises its own errors). :func:`fold_in` derives ``jax.random.fold_in``'s keys
+the same way, for any number of indices at once.
 """
 
 from __future__ import annotations
