@@ -7,7 +7,7 @@ programs small but writes and reads the arrays back at every step, and XLA
 compiles that loop more slowly than the written-out rounds. Here the rounds are
 written out as elementwise operations, so XLA fuses the counters, the hash and
 the float transform into one pass. Measured with jax 0.10.2 on a 2-core AMD EPYC
-(Zen 3), float32 normal draws: 3.4-4.8x faster warm from 1024² numbers up,
+(Zen 3), float32 normal draws: 3.3-4.8x faster warm from 1024² numbers up,
 and 0.08-0.1 s to compile for any shape, against 0.16-0.19 s for flat draws
 and up to 1.3 s for a ``(3, 3, 4, 8)`` kernel (``benchmarks/schemes.py``, and
 ``benchmarks/RESULTS.md``).
@@ -98,22 +98,26 @@ def fold_in(key: Array, data: Any) -> Array:
     return _fold_in(key, data)
 
 
+def _hash(key: Array, counter: Array) -> tuple[Array, Array]:
+    """The two words of the hash of ``(0, counter)`` under a threefry key."""
+    words = jax.random.key_data(key)
+    return threefry2x32(words[0], words[1], jnp.zeros_like(counter), counter)
+
+
 @jax.jit
 def _fold_in(key: Array, data: Array) -> Array:
-    words = jax.random.key_data(key)
-    high, low = threefry2x32(words[0], words[1], jnp.zeros_like(data), data)
+    high, low = _hash(key, data)
     return jax.random.wrap_key_data(jnp.stack([high, low], axis=-1), impl="threefry2x32")
 
 
 def _bits(key: Array, shape: tuple[int, ...], width: int) -> Array:
     """JAX's partitionable threefry bits of ``width`` (8, 16, 32 or 64) per element."""
-    data = jax.random.key_data(key)
     index = jnp.zeros(shape, jnp.uint32)
     stride = 1
     for axis in reversed(range(len(shape))):  # row-major flat index, a sum of iotas
         index = index + lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(stride)
         stride *= shape[axis]
-    high, low = threefry2x32(data[0], data[1], jnp.zeros(shape, jnp.uint32), index)
+    high, low = _hash(key, index)
     if width == 64:
         return (high.astype(jnp.uint64) << np.uint64(32)) | low.astype(jnp.uint64)
     return (high ^ low).astype(f"uint{width}")
