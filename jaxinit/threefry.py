@@ -155,8 +155,9 @@ def _normal_real(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
 def _normal(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array:
     if not jnp.issubdtype(dtype, jnp.complexfloating):
         return _normal_real(key, shape, dtype)
-    # As JAX: real and imaginary parts from the two halves of a split key, over sqrt(2).
-    real_key, imag_key = jax.random.split(key)
+    # As JAX: real and imaginary parts from the two keys of a split, over sqrt(2). With
+    # partitionable threefry, split(key)[i] is fold_in(key, i).
+    real_key, imag_key = _fold_in(key, np.arange(2, dtype=np.uint32))
     part = np.dtype(np.array(0, dtype).real.dtype)
     real = _normal_real(real_key, shape, part).astype(dtype)
     imag = _normal_real(imag_key, shape, part).astype(dtype)
