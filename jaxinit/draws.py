@@ -32,7 +32,7 @@ import numpy as np
 from jaxinit import threefry
 from jaxinit.contract import scale_samples
 from jaxinit.core import Array
-from jaxinit.threefry import typed_keys
+from jaxinit.threefry import is_threefry
 
 __all__ = ["SHARED_DRAW_LIMIT", "SMALLEST_SHARED_DRAW", "draw_shape", "fit",
            "is_eager_threefry", "normal", "power_of_two", "shares_draws", "size_class",
@@ -52,7 +52,7 @@ SMALLEST_SHARED_DRAW = 1 << 14
 def is_eager_threefry(key: Array) -> bool:
     """Whether ``key`` is concrete (an eager call) and makes threefry numbers."""
     return (not isinstance(key, jax.core.Tracer)
-            and str(jax.random.key_impl(typed_keys(key))) == "threefry2x32")
+            and is_threefry(key))
 
 
 def power_of_two(count: int) -> int:

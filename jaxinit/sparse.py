@@ -50,7 +50,7 @@ from jaxinit.core import (
     normal_max_abs,
 )
 from jaxinit.fans import fan_axes
-from jaxinit.threefry import threefry2x32, typed_keys
+from jaxinit.threefry import is_threefry, threefry2x32, typed_keys
 
 __all__ = ["nonzero_count", "sparse"]
 
@@ -76,7 +76,7 @@ def _root(key: Array) -> Stream:
     """A threefry key as its two words (hashed by :func:`~jaxinit.threefry.threefry2x32`)
     and offset 0, or a key of any other kind as a typed key (drawn from with ``jax.random``)."""
     key = typed_keys(key)
-    if str(jax.random.key_impl(key)) != "threefry2x32":
+    if not is_threefry(key):
         return key
     data = jax.random.key_data(key)
     return data[0], data[1], np.uint32(0)

@@ -37,7 +37,8 @@ from jax import lax
 
 from jaxinit.core import Array
 
-__all__ = ["fold_in", "normal", "threefry2x32", "truncated_normal", "typed_keys", "uniform"]
+__all__ = ["fold_in", "is_threefry", "normal", "threefry2x32", "truncated_normal", "typed_keys",
+           "uniform"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _Draw = tuple[Array, tuple[int, ...], np.dtype]  # a draw's key, shape and dtype
@@ -66,6 +67,11 @@ def typed_keys(key: Array) -> Array:
     return jax.random.wrap_key_data(key)
 
 
+def is_threefry(key: Array) -> bool:
+    """Whether ``key`` (typed, or a legacy ``uint32`` key) is a threefry key."""
+    return str(jax.random.key_impl(typed_keys(key))) == "threefry2x32"
+
+
 def _fused(key: Any, shape: Any, dtype: Any, kind: Any) -> _Draw | None:
     """``(key, shape, dtype)`` canonicalized where this module computes the draw (one
     threefry key, ``dtype`` of ``kind``), else None: ``jax.random`` draws, and raises its own
@@ -78,7 +84,7 @@ def _fused(key: Any, shape: Any, dtype: Any, kind: Any) -> _Draw | None:
         return None
     if (key.shape != () or not jnp.issubdtype(dtype, kind) or min(shape, default=0) < 0
             or math.prod(shape) >= 1 << 32
-            or str(jax.random.key_impl(key)) != "threefry2x32"
+            or not is_threefry(key)
             or not jax.config.jax_threefry_partitionable):  # type: ignore[attr-defined]
         return None
     return key, shape, dtype
@@ -90,7 +96,7 @@ def fold_in(key: Array, data: Any) -> Array:
     output words of the hash of the counter ``(0, d)``, in one elementwise program."""
     key = typed_keys(key)
     data = jnp.asarray(data, jnp.uint32)
-    if key.shape != () or str(jax.random.key_impl(key)) != "threefry2x32":
+    if key.shape != () or not is_threefry(key):
         fold = jax.random.fold_in
         for _ in range(data.ndim):
             fold = jax.vmap(fold, (None, 0))
