@@ -32,8 +32,9 @@ CPU (``b`` matrix-vector steps in one small loop, as LAPACK's ``larft``) and
 elsewhere by the Neumann product ``(I - A)(I + A²)(I + A⁴)…``, i.e.
 ``log₂ b`` small matrix products. The reflectors and ``T`` of all
 blocks are computed at once, before the accumulation; the blocks then run in
-a few rolled loops ("stages") of three matrix products each, each stage on a
-fixed trailing window, so the program size does not grow with ``m``.
+a few rolled loops ("stages"), each on a fixed trailing window ``C``, so the
+program size does not grow with ``m``. A block is applied as
+``C - V(T(VᴴC))``: two large matrix products and a small one.
 Nearly all of the ``≈ 4/3·n³`` flops (square case) are large matrix products,
 batched over any leading axes (on CPU, a stack is made one matrix at a time), and
 no LAPACK routine is called at all.
@@ -60,7 +61,7 @@ __all__ = [
     "reflector_draws",
 ]
 
-#: Loop stages (see `_stage_plan`); each compiles one loop body of two matrix
+#: Loop stages (see `_stage_plan`); each compiles one loop body of three matrix
 #: products (~0.05 s). The limit depends on the matrix, never on the number of
 #: matrices, so that the first slices of a larger stack (and each device's
 #: slices of a sharded one) round exactly as a smaller stack does. Matrices with
@@ -96,13 +97,19 @@ def default_block_size(n: int, m: int) -> int:
     Chosen from warm timings on the machine these defaults were measured on (a
     2-core AMD EPYC, float32; ``benchmarks/orthogonal.py --block-sizes`` runs
     the same sweep on any machine): 32 up to m = 256 (a stack of 64 matrices
-    256 × 256: b = 16, 32 and 64 within 15%), 64 up to m = 1024 (1024 × 1024:
-    b = 32, 64 and 128 within 5%), 128 above (2048 × 2048: b = 128 and 256
-    within 2%, b = 64 ~20% slower). Larger blocks run their products closer
-    to matrix-multiply speed but cost more in ``T`` and in zero work.
+    256 × 256: b = 16, 32 and 64 within 15%; 8192 × 256: 32 ahead of 64 and
+    128), 128 above m = 1024 (2048 × 2048: b = 128 and 256 within 2%, b = 64
+    ~20% slower) and for matrices of 2²² entries or more, 64 otherwise
+    (1024 × 1024: b = 32, 64 and 128 within 5%). The product that updates the
+    trailing window, ``(n × b)·(b × m)``, runs far below matrix-multiply speed
+    once the window outgrows the cache and ``b`` is 64 (8192 × 1024: 128 is
+    10% faster, 4096 × 1024 and 16384 × 512 7-9%). Larger blocks run their
+    products closer to matrix-multiply speed but cost more in ``T`` and in
+    zero work.
     """
-    del n
-    return 32 if m <= 256 else 64 if m <= 1024 else 128
+    if m <= 256:
+        return 32
+    return 128 if m > 1024 or n * m >= 1 << 22 else 64
 
 
 def _packing(n: int, m: int) -> tuple[int, int]:
@@ -126,11 +133,11 @@ def _unpack(draws: Array, n: int, m: int) -> Array:
     """``(..., m, n)``: row ``k`` holds vector ``k`` in its last ``n - k`` entries
     (the entries before are other vectors', ignored by `_reflectors`)."""
     rows, length = draws.shape[-2:]
-    k = np.arange(m)
-    starts_row = k < rows
-    packed = jnp.take(draws, np.where(starts_row, k, 2 * rows - 1 - k), axis=-2)
-    head = jnp.flip(packed[..., :n], axis=-1)
-    return jnp.where(starts_row[:, None], head, packed[..., length - n:])
+    # Slices, flips and one concatenation fuse into a single pass; a gather of
+    # whole packed rows would first copy twice the draw.
+    heads = jnp.flip(draws[..., :n], axis=-1)
+    tails = jnp.flip(draws[..., length - n:], axis=-2)[..., :m - rows, :]
+    return jnp.concatenate([heads, tails], axis=-2)
 
 
 def _reflectors(x: Array) -> tuple[Array, Array]:
@@ -154,7 +161,10 @@ def _reflectors(x: Array) -> tuple[Array, Array]:
     # depends on the batch size, a matrix product per slice does not, so stacked
     # and sharded results stay bit-identical.
     squares = jnp.real(tail * jnp.conj(tail))
-    norm = jnp.sqrt(matmul(squares, jnp.ones((n, 1), squares.dtype))[..., 0])
+    if jax.default_backend() == "cpu":
+        norm = jnp.sqrt(jnp.sum(squares, axis=-1))
+    else:
+        norm = jnp.sqrt(matmul(squares, jnp.ones((n, 1), squares.dtype))[..., 0])
     alpha = jnp.diagonal(x, axis1=-2, axis2=-1)
     if is_complex(x.dtype):
         magnitude = jnp.abs(alpha)
@@ -329,9 +339,10 @@ def _one_matrix(draws: Array, n: int, m: int, block_size: int | None,
     if blocks * b > m:  # a ragged last block, padded with zero vectors (identities)
         w = jnp.pad(w, [(0, 0)] * (w.ndim - 2) + [(0, blocks * b - m), (0, 0)])
     w = w.reshape(*w.shape[:-2], blocks, b, n)
-    # Block j is I - V T Vᴴ with V = w_jᵀ: the loops need Vᴴ = conj(w_j) and
-    # (V T)ᵀ = Tᵀ w_j, both kept as (b, n) rows (the fast layout for the products).
-    vt_rows = _flat_matmul(jnp.swapaxes(_wy_factor(w), -1, -2), w)
+    # Block j is I - V T Vᴴ with V = w_jᵀ: applied as c - V(T(Vᴴc)), the small
+    # product by T inside the loop, so that no (V T) copy of the reflectors is
+    # made (one less buffer the size of the output).
+    t = _wy_factor(w)
     vh = jnp.conj(w)
     # Q = H₁…H_m·diag(sign) applied to the first m columns of I, from the last
     # block to the first: block j changes only rows and columns >= j·b, and
@@ -346,10 +357,10 @@ def _one_matrix(draws: Array, n: int, m: int, block_size: int | None,
         def apply_block(step: Array | int, c: Array, end: int = end, k_lo: int = k_lo) -> Array:
             block = end - 1 - step
             vh_j = jax.lax.dynamic_index_in_dim(vh, block, axis=vh.ndim - 3, keepdims=False)
-            vt_j = jax.lax.dynamic_index_in_dim(vt_rows, block, axis=vt_rows.ndim - 3,
-                                                keepdims=False)
-            y = matmul(vh_j[..., k_lo:], c)
-            return c - matmul(jnp.swapaxes(vt_j[..., k_lo:], -1, -2), y)
+            w_j = jax.lax.dynamic_index_in_dim(w, block, axis=w.ndim - 3, keepdims=False)
+            t_j = jax.lax.dynamic_index_in_dim(t, block, axis=t.ndim - 3, keepdims=False)
+            y = matmul(t_j, matmul(vh_j[..., k_lo:], c))
+            return c - matmul(jnp.swapaxes(w_j[..., k_lo:], -1, -2), y)
 
         window = q[..., k_lo:, k_lo:]
         if end - first == 1:
