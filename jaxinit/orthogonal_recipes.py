@@ -191,7 +191,10 @@ def _random_phases(key: Array, shape: tuple[int, ...], dtype: np.dtype) -> Array
     if is_complex(dtype):
         theta = threefry.uniform(key, shape, real_dtype(dtype), 0.0, 2 * math.pi)
         return lax.complex(jnp.cos(theta), jnp.sin(theta)).astype(dtype)
-    return jax.random.rademacher(key, shape, dtype)
+    # jax.random.rademacher's signs: its Bernoulli(1/2) is a uniform draw of the default
+    # float type below 1/2, here from the fused draw (JAX's CPU loop compiles slowly).
+    heads = threefry.uniform(key, shape, jnp.result_type(float)) < 0.5
+    return jnp.where(heads, 1, -1).astype(dtype)
 
 
 def _per_key(fn: Callable[[Array], Array], keys: Array) -> Array:

@@ -256,3 +256,16 @@ def test_a_matrix_does_not_depend_on_the_rest_of_its_batch(iteration):
     with_hard, _, steps_hard = run(jnp.stack([easy[0], hard]))
     assert int(steps_hard) > int(steps_easy)  # the hard matrix did keep the batch going
     np.testing.assert_array_equal(with_hard[0], with_easy[0])
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_svd_signs_are_jax_rademacher(x64):
+    # The real signs come from the fused uniform draw; they must be jax.random.rademacher's
+    # (a flipped comparison or the wrong float type would still look like fair coins).
+    key = jax.random.key(5)
+    with jax.enable_x64(x64):
+        dtype = jnp.float64 if x64 else jnp.float32
+        ours = np.asarray(recipes._random_phases(key, (7, 300), np.dtype(dtype)))
+        theirs = np.asarray(jax.random.rademacher(key, (7, 300), dtype))
+    assert ours.dtype == theirs.dtype, f"expected {theirs.dtype}, got {ours.dtype}"
+    assert np.array_equal(ours, theirs), f"{np.mean(ours != theirs):.1%} of the signs differ"
