@@ -34,7 +34,8 @@ elsewhere by the Neumann product ``(I - A)(I + A²)(I + A⁴)…``, i.e.
 blocks are computed at once, before the accumulation; the blocks then run in
 a few rolled loops ("stages"), each on a fixed trailing window ``C``, so the
 program size does not grow with ``m``. A block is applied as
-``C - V(T(VᴴC))``: two large matrix products and a small one.
+``C - (V T)(VᴴC)``, two large matrix products (for large matrices
+``C - V(T(VᴴC))``, which needs no copy ``V T`` of the reflectors).
 Nearly all of the ``≈ 4/3·n³`` flops (square case) are large matrix products,
 batched over any leading axes (on CPU, a stack is made one matrix at a time), and
 no LAPACK routine is called at all.
@@ -61,8 +62,8 @@ __all__ = [
     "reflector_draws",
 ]
 
-#: Loop stages (see `_stage_plan`); each compiles one loop body of three matrix
-#: products (~0.05 s). The limit depends on the matrix, never on the number of
+#: Loop stages (see `_stage_plan`); each compiles one loop body of two or three
+#: matrix products (~0.05 s). The limit depends on the matrix, never on the number of
 #: matrices, so that the first slices of a larger stack (and each device's
 #: slices of a sharded one) round exactly as a smaller stack does. Matrices with
 #: ``n·m² < SINGLE_STAGE_WORK`` take one stage: its extra (zero) work, up to
@@ -79,6 +80,10 @@ SMALL_PLAN_STAGES = 4
 SMALL_PLAN_COLUMNS = 1024
 TWO_STAGE_WORK = 1 << 29
 SINGLE_STAGE_WORK = 1 << 21
+
+#: Matrices of at least this many entries (16 MiB in float32) take blocks of 128
+#: reflectors and apply ``T`` inside the accumulation loop (see `_one_matrix`).
+LARGE_MATRIX = 1 << 22
 
 
 def _stage_limit(n: int, m: int) -> int:
@@ -109,7 +114,7 @@ def default_block_size(n: int, m: int) -> int:
     """
     if m <= 256:
         return 32
-    return 128 if m > 1024 or n * m >= 1 << 22 else 64
+    return 128 if m > 1024 or n * m >= LARGE_MATRIX else 64
 
 
 def _packing(n: int, m: int) -> tuple[int, int]:
@@ -339,10 +344,15 @@ def _one_matrix(draws: Array, n: int, m: int, block_size: int | None,
     if blocks * b > m:  # a ragged last block, padded with zero vectors (identities)
         w = jnp.pad(w, [(0, 0)] * (w.ndim - 2) + [(0, blocks * b - m), (0, 0)])
     w = w.reshape(*w.shape[:-2], blocks, b, n)
-    # Block j is I - V T Vᴴ with V = w_jᵀ: applied as c - V(T(Vᴴc)), the small
-    # product by T inside the loop, so that no (V T) copy of the reflectors is
-    # made (one less buffer the size of the output).
+    # Block j is I - V T Vᴴ with V = w_jᵀ, applied as c - (V T)(Vᴴc). The loops take
+    # Vᴴ = conj(w_j) and the rows (V T)ᵀ = Tᵀ w_j of a copy made beforehand, or, for
+    # large matrices, w_j itself and T: c - V(T(Vᴴc)). That saves a buffer the size
+    # of the output (fresh memory costs a page fault per 4 KiB on first touch, more
+    # than a pass of arithmetic) and costs one more small product to compile in each
+    # stage's loop body (~0.02 s).
     t = _wy_factor(w)
+    t_in_loop = n * m >= LARGE_MATRIX
+    left = w if t_in_loop else _flat_matmul(jnp.swapaxes(t, -1, -2), w)
     vh = jnp.conj(w)
     # Q = H₁…H_m·diag(sign) applied to the first m columns of I, from the last
     # block to the first: block j changes only rows and columns >= j·b, and
@@ -357,10 +367,13 @@ def _one_matrix(draws: Array, n: int, m: int, block_size: int | None,
         def apply_block(step: Array | int, c: Array, end: int = end, k_lo: int = k_lo) -> Array:
             block = end - 1 - step
             vh_j = jax.lax.dynamic_index_in_dim(vh, block, axis=vh.ndim - 3, keepdims=False)
-            w_j = jax.lax.dynamic_index_in_dim(w, block, axis=w.ndim - 3, keepdims=False)
-            t_j = jax.lax.dynamic_index_in_dim(t, block, axis=t.ndim - 3, keepdims=False)
-            y = matmul(t_j, matmul(vh_j[..., k_lo:], c))
-            return c - matmul(jnp.swapaxes(w_j[..., k_lo:], -1, -2), y)
+            left_j = jax.lax.dynamic_index_in_dim(left, block, axis=left.ndim - 3,
+                                                  keepdims=False)
+            y = matmul(vh_j[..., k_lo:], c)
+            if t_in_loop:
+                y = matmul(jax.lax.dynamic_index_in_dim(t, block, axis=t.ndim - 3,
+                                                        keepdims=False), y)
+            return c - matmul(jnp.swapaxes(left_j[..., k_lo:], -1, -2), y)
 
         window = q[..., k_lo:, k_lo:]
         if end - first == 1:
