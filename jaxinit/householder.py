@@ -162,10 +162,12 @@ def _reflectors(x: Array) -> tuple[Array, Array]:
     column = jax.lax.broadcasted_iota(np.int32, (m, n), 1)
     diagonal = jax.lax.broadcasted_iota(np.int32, (m, n), 0)
     tail = jnp.where(column >= diagonal, x, jnp.zeros((), x.dtype))
-    # Row sums as a product with ones: XLA's CPU reductions sum in an order that
-    # depends on the batch size, a matrix product per slice does not, so stacked
-    # and sharded results stay bit-identical.
     squares = jnp.real(tail * jnp.conj(tail))
+    # On CPU the program sees one matrix at a time (`householder_matrices`), and a row
+    # sum fuses with the squares. Elsewhere it sees the whole stack, and a reduction's
+    # order of summation can depend on the batch size where a matrix product per slice
+    # does not: row sums as a product with ones keep stacked and sharded results
+    # bit-identical to single calls.
     if jax.default_backend() == "cpu":
         norm = jnp.sqrt(jnp.sum(squares, axis=-1))
     else:
