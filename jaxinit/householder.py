@@ -34,7 +34,7 @@ elsewhere by the Neumann product ``(I - A)(I + A²)(I + A⁴)…``, i.e.
 blocks are computed at once, before the accumulation; the blocks then run in
 a few rolled loops ("stages"), each on a fixed trailing window ``C``, so the
 program size does not grow with ``m``. A block is applied as
-``C - (V T)(VᴴC)``, two large matrix products (for large matrices
+``C - (V T)(VᴴC)``, two large matrix products (for large matrices on CPU
 ``C - V(T(VᴴC))``, which needs no copy ``V T`` of the reflectors).
 Nearly all of the ``≈ 4/3·n³`` flops (square case) are large matrix products,
 batched over any leading axes (on CPU, a stack is made one matrix at a time), and
@@ -82,7 +82,7 @@ TWO_STAGE_WORK = 1 << 29
 SINGLE_STAGE_WORK = 1 << 21
 
 #: Matrices of at least this many entries (16 MiB in float32) take blocks of 128
-#: reflectors and apply ``T`` inside the accumulation loop (see `_one_matrix`).
+#: reflectors and, on CPU, apply ``T`` inside the accumulation loop (see `_one_matrix`).
 LARGE_MATRIX = 1 << 22
 
 
@@ -348,12 +348,13 @@ def _one_matrix(draws: Array, n: int, m: int, block_size: int | None,
     w = w.reshape(*w.shape[:-2], blocks, b, n)
     # Block j is I - V T Vᴴ with V = w_jᵀ, applied as c - (V T)(Vᴴc). The loops take
     # Vᴴ = conj(w_j) and the rows (V T)ᵀ = Tᵀ w_j of a copy made beforehand, or, for
-    # large matrices, w_j itself and T: c - V(T(Vᴴc)). That saves a buffer the size
-    # of the output (fresh memory costs a page fault per 4 KiB on first touch, more
-    # than a pass of arithmetic) and costs one more small product to compile in each
-    # stage's loop body (~0.02 s).
+    # large matrices on CPU, w_j itself and T: c - V(T(Vᴴc)). That saves a buffer the
+    # size of the output (fresh memory costs a page fault per 4 KiB on first touch,
+    # more than a pass of arithmetic) and costs one more small product to compile in
+    # each stage's loop body (~0.02 s on CPU; unmeasured on a GPU, where compiling
+    # this program is already slow, so it keeps the copy there).
     t = _wy_factor(w)
-    t_in_loop = n * m >= LARGE_MATRIX
+    t_in_loop = n * m >= LARGE_MATRIX and jax.default_backend() == "cpu"
     left = w if t_in_loop else _flat_matmul(jnp.swapaxes(t, -1, -2), w)
     vh = jnp.conj(w)
     # Q = H₁…H_m·diag(sign) applied to the first m columns of I, from the last
