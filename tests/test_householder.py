@@ -51,7 +51,7 @@ def _reference(key, n, m, dtype):
     (np.complex64, 12, 5, 64), (np.float32, 10, 1, 4)])
 def test_blocked_product_equals_reflector_by_reflector(dtype, n, m, block_size, t_in_loop,
                                                        monkeypatch):
-    # Large matrices apply T inside the loop instead of copying V·T first: lowering the
+    # Large matrices on CPU apply T inside the loop instead of copying V·T first: lowering the
     # size threshold runs that form on these small ones.
     if t_in_loop:
         monkeypatch.setattr(householder, "LARGE_MATRIX", 0)
