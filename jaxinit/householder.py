@@ -369,14 +369,14 @@ def _one_matrix(draws: Array, n: int, m: int, block_size: int | None,
 
         def apply_block(step: Array | int, c: Array, end: int = end, k_lo: int = k_lo) -> Array:
             block = end - 1 - step
-            vh_j = jax.lax.dynamic_index_in_dim(vh, block, axis=vh.ndim - 3, keepdims=False)
-            left_j = jax.lax.dynamic_index_in_dim(left, block, axis=left.ndim - 3,
-                                                  keepdims=False)
-            y = matmul(vh_j[..., k_lo:], c)
+
+            def of_block(a: Array) -> Array:
+                return jax.lax.dynamic_index_in_dim(a, block, axis=a.ndim - 3, keepdims=False)
+
+            y = matmul(of_block(vh)[..., k_lo:], c)
             if t_in_loop:
-                y = matmul(jax.lax.dynamic_index_in_dim(t, block, axis=t.ndim - 3,
-                                                        keepdims=False), y)
-            return c - matmul(jnp.swapaxes(left_j[..., k_lo:], -1, -2), y)
+                y = matmul(of_block(t), y)
+            return c - matmul(jnp.swapaxes(of_block(left)[..., k_lo:], -1, -2), y)
 
         window = q[..., k_lo:, k_lo:]
         if end - first == 1:
