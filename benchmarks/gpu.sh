@@ -33,7 +33,12 @@ step() {  # step NAME SECONDS COMMAND...: runs if NAME (or its prefix before "_"
 import importlib.metadata as md, sys
 import jax
 from jaxinit.orthogonal import auto_method
-print("python", sys.version.split()[0], *(f"{p} {md.version(p)}" for p in
+def version(package):
+    try:
+        return md.version(package)
+    except md.PackageNotFoundError:
+        return "not installed"
+print("python", sys.version.split()[0], *(f"{p} {version(p)}" for p in
       ("jax", "jaxlib", "flax", "torch")), "| devices:", jax.devices(),
       "| auto 4096x4096:", auto_method(4096, 4096))
 EOF
