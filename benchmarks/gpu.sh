@@ -3,11 +3,12 @@
 # cannot take the others' time: the machine, the orthogonal tests on the GPU, the
 # Householder program's compile and warm times under XLA flags that turn GPU autotuning
 # off, warm timings (benchmarks/orthogonal.py), first-call timings
-# (benchmarks/first_call.py) and, when asked for, a Householder block-size sweep. Each
-# step's output goes to $OUT/<step>.txt. The default steps' limits add up to 540 s.
+# (benchmarks/first_call.py) and, when asked for, a Householder block-size sweep and the
+# warm timings on the host's CPU. Each step's output goes to $OUT/<step>.txt. The default
+# steps' limits add up to 540 s.
 #
 #   OUT=gpu-results bash benchmarks/gpu.sh
-#   STEPS="blocks" OUT=gpu-results bash benchmarks/gpu.sh   # chosen steps only
+#   STEPS="blocks cpu" OUT=gpu-results bash benchmarks/gpu.sh   # chosen steps only
 set -u
 out=${OUT:-gpu-results}
 mkdir -p "$out"
@@ -67,3 +68,7 @@ step first 130 $py benchmarks/first_call.py --cases 8 512 2048 8192 stack64 stac
 step nnx 50 $py benchmarks/first_call.py --cases nnx --impls jaxinit jax --repeats 1
 step blocks 90 $py benchmarks/orthogonal.py --cases 4096 stack64 --methods householder \
   --no-jax --no-torch --repeats 5 --block-sizes 32 64 128 256
+# Warm timings on the host's CPU, when asked for: block sizes and ratios differ between CPU
+# families (AMD/AVX2, Intel/AVX-512).
+JAX_PLATFORMS=cpu step cpu 240 $py benchmarks/orthogonal.py --cases 1024 2048 tall stack64 \
+  stack16 lstm --methods householder --repeats 5
